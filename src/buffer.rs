@@ -1,0 +1,698 @@
+//! The buffer pool: a fixed-capacity cache of pages in memory with CLOCK eviction.
+//!
+//! # What it owns
+//!
+//! At most `capacity` cached pages, each held as an `Arc<Page>` in a frame together with a
+//! CLOCK reference bit, a dirty flag and a pin count. It owns no I/O: a miss returns `None`
+//! and the caller reads the page from `pages.db` or rebuilds it from the WAL, then hands it
+//! back with [`BufferPool::fill`].
+//!
+//! # What it promises
+//!
+//! - Never more than `capacity` cached pages, even when every frame is pinned: when two full
+//!   sweeps of the CLOCK hand find only pinned frames, the frame under the hand is evicted
+//!   anyway. That is safe because a [`PageRef`] owns its own `Arc<Page>`: eviction only drops
+//!   the pool's reference, never the bytes a reader is looking at.
+//! - A cache hit never copies the 64 KiB page: the guard holds a clone of the frame's `Arc`.
+//! - Eviction never writes back. Dirty pages get the same second chance as clean ones and may
+//!   then be evicted, because the engine can rebuild any page from its WAL.
+//! - A page read before an [`install`](BufferPool::install), [`invalidate`](BufferPool::invalidate)
+//!   or [`clear`](BufferPool::clear) is never cached after it: every such call bumps the
+//!   pool's version, and [`fill`](BufferPool::fill) caches only if the version still equals
+//!   the [`FillTicket`] taken before the read.
+//!
+//! # CLOCK
+//!
+//! The hand sweeps the frames in order. A pinned frame is skipped. A frame with its reference
+//! bit set has the bit cleared and is skipped (its second chance). The first unpinned frame
+//! with a clear bit is the victim. Accesses set the bit (a hit, a `fill` that finds the page
+//! cached, an `install`); a page that enters through a `fill` starts with a clear bit, so a
+//! scan of pages read once does not push out pages read twice.
+//!
+//! # Locking
+//!
+//! One mutex guards the map, the frames, the hand and the version; the hit, miss and eviction
+//! counters are atomics beside it. Pin counts are atomics so that a guard unpins on drop
+//! without taking the lock; they are raised only under the lock, which is where eviction
+//! reads them.
+
+use crate::page::{Page, PageId};
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Most guards that may pin one cached page at once; more means guards are leaking.
+pub const PINS_PER_PAGE_MAX: u32 = u32::MAX / 2;
+
+/// Number of full sweeps of the hand before CLOCK gives up on finding an unpinned victim.
+/// Two suffice: the first clears every unpinned frame's bit, the second finds one of them.
+const CLOCK_SWEEPS_MAX: usize = 2;
+
+/// Counters of the pool's activity since it was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BufferStats {
+    /// `get` calls that found the page cached.
+    pub hits: u64,
+    /// `get` calls that did not.
+    pub misses: u64,
+    /// Pages dropped to make room for another (not counting `invalidate` and `clear`).
+    pub evictions: u64,
+    /// Pages cached now.
+    pub resident: usize,
+}
+
+/// The pool's invalidation version when the ticket was taken; see [`BufferPool::fill`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FillTicket(u64);
+
+/// A fixed-capacity page cache with CLOCK eviction. `Send + Sync`; share it by reference.
+pub struct BufferPool {
+    capacity_pages: usize,
+    state: Mutex<State>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<BufferPool>();
+    assert_send_sync::<PageRef>();
+};
+
+struct State {
+    /// Page id → index into `frames`.
+    map: HashMap<PageId, usize>,
+    /// At most `capacity_pages` frames; every frame's id is in `map`, pointing back to it.
+    frames: Vec<Frame>,
+    /// Next frame CLOCK looks at: `< frames.len()`, or 0 when there are no frames.
+    hand: usize,
+    /// Bumped by every install, invalidate and clear.
+    version: u64,
+}
+
+struct Frame {
+    id: PageId,
+    page: Arc<Page>,
+    referenced: bool,
+    dirty: bool,
+    /// Live guards on this frame's page. A fresh counter per cached copy, so guards on a
+    /// replaced copy never pin its successor.
+    pins: Arc<AtomicU32>,
+}
+
+impl Frame {
+    fn new(id: PageId, page: Arc<Page>, referenced: bool, dirty: bool) -> Frame {
+        Frame {
+            id,
+            page,
+            referenced,
+            dirty,
+            pins: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    fn is_pinned(&self) -> bool {
+        // The count only steers eviction; memory safety comes from the guards' own Arcs.
+        self.pins.load(Ordering::Relaxed) > 0
+    }
+}
+
+impl BufferPool {
+    /// A pool caching at most `capacity_pages` pages (clamped to at least 1).
+    pub fn new(capacity_pages: usize) -> BufferPool {
+        BufferPool {
+            capacity_pages: capacity_pages.max(1),
+            state: Mutex::new(State {
+                map: HashMap::new(),
+                frames: Vec::new(),
+                hand: 0,
+                version: 0,
+            }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// Most pages the pool caches at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity_pages
+    }
+
+    /// Cache hit: pins the page (RAII guard), sets its CLOCK reference bit, counts a hit.
+    /// Miss: counts a miss, returns `None`.
+    pub fn get(&self, id: PageId) -> Option<PageRef> {
+        let mut state = self.lock();
+        let Some(index) = state.index_of(id) else {
+            drop(state);
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let frame = &mut state.frames[index];
+        frame.referenced = true;
+        let guard = PageRef::pin(frame);
+        drop(state);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(guard)
+    }
+
+    /// A ticket for a later [`fill`](BufferPool::fill): the pool's invalidation version now.
+    /// Take it before reading the page, so that a write racing the read is noticed.
+    pub fn ticket(&self) -> FillTicket {
+        FillTicket(self.lock().version)
+    }
+
+    /// Caches a page just read from disk or rebuilt from the WAL after a miss, only if
+    /// nothing was installed or invalidated since `ticket` was taken and the page is not
+    /// cached already. Returns a guard on the cached page; if a copy is cached already, on
+    /// that copy (it is at least as new); if the version moved on, an uncached guard on
+    /// `page` that is not in the pool.
+    pub fn fill(&self, id: PageId, page: Page, ticket: FillTicket) -> PageRef {
+        let mut state = self.lock();
+        debug_assert!(ticket.0 <= state.version, "ticket from another pool");
+        if let Some(index) = state.index_of(id) {
+            let frame = &mut state.frames[index];
+            frame.referenced = true;
+            return PageRef::pin(frame);
+        }
+        if ticket.0 != state.version {
+            return PageRef::uncached(Arc::new(page));
+        }
+        let frame = Frame::new(id, Arc::new(page), false, false);
+        let index = self.insert(&mut state, frame);
+        PageRef::pin(&state.frames[index])
+    }
+
+    /// Installs a page version written by the engine, replacing any cached copy, with its
+    /// dirty flag. Bumps the version. Guards on a replaced copy keep seeing that copy.
+    pub fn install(&self, id: PageId, page: Arc<Page>, dirty: bool) {
+        let mut state = self.lock();
+        state.version += 1;
+        let frame = Frame::new(id, page, true, dirty);
+        match state.index_of(id) {
+            Some(index) => state.frames[index] = frame,
+            None => {
+                self.insert(&mut state, frame);
+            }
+        }
+        debug_assert!(state.index_of(id).is_some());
+    }
+
+    /// Drops a cached page, if cached. Bumps the version either way, so an in-flight read of
+    /// the page is not cached. Pinned guards stay valid: they hold their own `Arc`.
+    pub fn invalidate(&self, id: PageId) {
+        let mut state = self.lock();
+        state.version += 1;
+        state.remove(id);
+        debug_assert!(state.index_of(id).is_none());
+        state.check(self.capacity_pages);
+    }
+
+    /// Drops every cached page and bumps the version. Pinned guards stay valid.
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.version += 1;
+        state.map.clear();
+        state.frames.clear();
+        state.hand = 0;
+        state.check(self.capacity_pages);
+    }
+
+    /// Clears the dirty flag of a cached page (after it was written to `pages.db`).
+    /// Does nothing if the page is not cached.
+    pub fn mark_clean(&self, id: PageId) {
+        let mut state = self.lock();
+        if let Some(index) = state.index_of(id) {
+            state.frames[index].dirty = false;
+        }
+    }
+
+    /// Ids of the cached dirty pages, sorted ascending.
+    pub fn dirty_pages(&self) -> Vec<PageId> {
+        let state = self.lock();
+        let mut dirty: Vec<PageId> = state
+            .frames
+            .iter()
+            .filter(|frame| frame.dirty)
+            .map(|frame| frame.id)
+            .collect();
+        drop(state);
+        dirty.sort_unstable();
+        dirty
+    }
+
+    /// Whether the page is cached and dirty.
+    pub fn is_dirty(&self, id: PageId) -> bool {
+        let state = self.lock();
+        state
+            .index_of(id)
+            .is_some_and(|index| state.frames[index].dirty)
+    }
+
+    /// The counters now. Taken under the lock, so `resident` is exact; the other counters
+    /// may lag calls racing with this one.
+    pub fn stats(&self) -> BufferStats {
+        let state = self.lock();
+        let resident = state.frames.len();
+        debug_assert!(resident <= self.capacity_pages);
+        BufferStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            resident,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation leaves `State` consistent before anything that can panic, so the
+        // state behind a poisoned lock is still sound.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Puts an uncached page into a free frame, or into the CLOCK victim's frame when full.
+    fn insert(&self, state: &mut State, frame: Frame) -> usize {
+        debug_assert!(!state.map.contains_key(&frame.id));
+        let id = frame.id;
+        let index = if state.frames.len() < self.capacity_pages {
+            state.frames.push(frame);
+            state.frames.len() - 1
+        } else {
+            let victim = state.clock_victim();
+            let evicted = state.frames[victim].id;
+            let removed = state.map.remove(&evicted);
+            debug_assert_eq!(removed, Some(victim));
+            state.frames[victim] = frame;
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+            victim
+        };
+        state.map.insert(id, index);
+        state.check(self.capacity_pages);
+        debug_assert_eq!(state.frames[index].id, id);
+        index
+    }
+}
+
+impl State {
+    /// The frame caching `id`, checked against the frame's own id.
+    fn index_of(&self, id: PageId) -> Option<usize> {
+        let index = *self.map.get(&id)?;
+        debug_assert!(index < self.frames.len());
+        debug_assert_eq!(self.frames[index].id, id);
+        Some(index)
+    }
+
+    /// Runs the CLOCK hand over a full pool and returns the frame to evict.
+    fn clock_victim(&mut self) -> usize {
+        let frames_count = self.frames.len();
+        assert!(frames_count > 0, "CLOCK runs only on a full pool");
+        for _ in 0..CLOCK_SWEEPS_MAX * frames_count {
+            let index = self.advance_hand();
+            let frame = &mut self.frames[index];
+            if frame.is_pinned() {
+                continue;
+            }
+            if frame.referenced {
+                frame.referenced = false;
+                continue;
+            }
+            return index;
+        }
+        // Every frame is pinned. Evict one anyway so the pool never exceeds its capacity:
+        // the guards keep their pages alive through their own Arcs.
+        self.advance_hand()
+    }
+
+    /// Returns the frame under the hand and moves the hand to the next one.
+    fn advance_hand(&mut self) -> usize {
+        debug_assert!(self.hand < self.frames.len());
+        let index = self.hand;
+        self.hand = (self.hand + 1) % self.frames.len();
+        index
+    }
+
+    fn remove(&mut self, id: PageId) {
+        let Some(index) = self.map.remove(&id) else {
+            return;
+        };
+        let removed = self.frames.swap_remove(index);
+        debug_assert_eq!(removed.id, id);
+        if let Some(moved) = self.frames.get(index) {
+            let previous = self.map.insert(moved.id, index);
+            debug_assert_eq!(previous, Some(self.frames.len()));
+        }
+        if self.hand >= self.frames.len() {
+            self.hand = 0;
+        }
+    }
+
+    /// Cheap structural invariants, checked after every change.
+    fn check(&self, capacity_pages: usize) {
+        debug_assert_eq!(self.map.len(), self.frames.len());
+        debug_assert!(self.frames.len() <= capacity_pages);
+        debug_assert!(self.hand < self.frames.len().max(1));
+    }
+}
+
+impl fmt::Debug for BufferPool {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("BufferPool")
+            .field("capacity_pages", &self.capacity_pages)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pinned page: derefs to [`Page`], unpins on drop; cloning pins again. Holds its own
+/// `Arc<Page>`, so the page stays readable after it is evicted, replaced or invalidated.
+#[derive(Debug)]
+pub struct PageRef {
+    page: Arc<Page>,
+    /// `None` for a guard on a page that is not in the pool (a `fill` with a stale ticket).
+    pins: Option<Arc<AtomicU32>>,
+}
+
+impl PageRef {
+    /// Pins a frame's page. Called under the pool's lock, so eviction sees the pin.
+    fn pin(frame: &Frame) -> PageRef {
+        pin_once(&frame.pins);
+        PageRef {
+            page: Arc::clone(&frame.page),
+            pins: Some(Arc::clone(&frame.pins)),
+        }
+    }
+
+    /// A guard on a page that is not cached (e.g. read by a scan that bypasses the pool).
+    pub fn uncached(page: Arc<Page>) -> PageRef {
+        PageRef { page, pins: None }
+    }
+
+    /// The shared page, to keep it beyond the guard or hand it on without copying.
+    pub fn arc(&self) -> &Arc<Page> {
+        &self.page
+    }
+}
+
+fn pin_once(pins: &AtomicU32) {
+    let previous = pins.fetch_add(1, Ordering::Relaxed);
+    assert!(
+        previous < PINS_PER_PAGE_MAX,
+        "page pinned {previous} times: guards leak"
+    );
+}
+
+impl Deref for PageRef {
+    type Target = Page;
+
+    fn deref(&self) -> &Page {
+        &self.page
+    }
+}
+
+impl Clone for PageRef {
+    fn clone(&self) -> PageRef {
+        if let Some(pins) = &self.pins {
+            pin_once(pins);
+        }
+        PageRef {
+            page: Arc::clone(&self.page),
+            pins: self.pins.clone(),
+        }
+    }
+}
+
+impl Drop for PageRef {
+    fn drop(&mut self) {
+        if let Some(pins) = &self.pins {
+            let previous = pins.fetch_sub(1, Ordering::Relaxed);
+            debug_assert!(previous > 0, "unpinned a page that was not pinned");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page::PageType;
+    use std::thread;
+
+    fn page(id: u64) -> Page {
+        Page::new(PageId(id), PageType::Data)
+    }
+
+    fn fill_fresh(pool: &BufferPool, id: u64) {
+        let ticket = pool.ticket();
+        drop(pool.fill(PageId(id), page(id), ticket));
+    }
+
+    impl BufferPool {
+        /// Whether `id` is cached, without touching stats or reference bits.
+        fn contains(&self, id: u64) -> bool {
+            self.lock().index_of(PageId(id)).is_some()
+        }
+    }
+
+    #[test]
+    fn hit_returns_the_installed_arc_without_copying_and_counts_a_hit() {
+        let pool = BufferPool::new(4);
+        let installed = Arc::new(page(7));
+        pool.install(PageId(7), Arc::clone(&installed), false);
+        let guard = pool.get(PageId(7)).expect("installed page is cached");
+        assert!(Arc::ptr_eq(guard.arc(), &installed));
+        assert_eq!(guard.id(), PageId(7));
+        assert_eq!(pool.stats().hits, 1);
+        assert_eq!(pool.stats().misses, 0);
+    }
+
+    #[test]
+    fn miss_returns_none_and_counts_a_miss() {
+        let pool = BufferPool::new(4);
+        assert!(pool.get(PageId(3)).is_none());
+        let stats = pool.stats();
+        assert_eq!((stats.hits, stats.misses, stats.resident), (0, 1, 0));
+    }
+
+    #[test]
+    fn capacity_is_clamped_to_at_least_one() {
+        let pool = BufferPool::new(0);
+        assert_eq!(pool.capacity(), 1);
+        fill_fresh(&pool, 1);
+        fill_fresh(&pool, 2);
+        assert_eq!(pool.stats().resident, 1);
+        assert!(pool.contains(2));
+    }
+
+    #[test]
+    fn capacity_is_never_exceeded_and_evictions_are_counted() {
+        let pool = BufferPool::new(3);
+        for id in 0..10 {
+            fill_fresh(&pool, id);
+            assert!(pool.stats().resident <= 3);
+        }
+        for id in 10..15 {
+            pool.install(PageId(id), Arc::new(page(id)), id % 2 == 0);
+            assert!(pool.stats().resident <= 3);
+        }
+        let stats = pool.stats();
+        assert_eq!(stats.resident, 3);
+        assert_eq!(stats.evictions, 15 - 3);
+    }
+
+    #[test]
+    fn clock_gives_a_recently_referenced_page_a_second_chance() {
+        let pool = BufferPool::new(3);
+        for id in [1, 2, 3] {
+            fill_fresh(&pool, id);
+        }
+        drop(pool.get(PageId(1)));
+        fill_fresh(&pool, 4);
+        assert!(pool.contains(1), "the touched page survives");
+        assert!(!pool.contains(2), "the first untouched page is evicted");
+        assert!(pool.contains(3));
+        assert!(pool.contains(4));
+        assert_eq!(pool.stats().evictions, 1);
+    }
+
+    #[test]
+    fn pinned_pages_are_not_evicted_while_unpinned_ones_exist() {
+        let pool = BufferPool::new(3);
+        for id in [1, 2, 3] {
+            fill_fresh(&pool, id);
+        }
+        let pin_1 = pool.get(PageId(1)).expect("cached");
+        let pin_3 = pool.get(PageId(3)).expect("cached");
+        for id in 4..10 {
+            fill_fresh(&pool, id);
+            assert!(pool.contains(1) && pool.contains(3), "pinned pages stay");
+        }
+        assert!(pool.contains(9));
+        drop((pin_1, pin_3));
+    }
+
+    #[test]
+    fn a_pool_of_pinned_pages_still_evicts_to_stay_within_capacity() {
+        let pool = BufferPool::new(2);
+        fill_fresh(&pool, 1);
+        fill_fresh(&pool, 2);
+        let pins = [pool.get(PageId(1)), pool.get(PageId(2))];
+        let guard = pool.fill(PageId(3), page(3), pool.ticket());
+        assert_eq!(pool.stats().resident, 2);
+        assert_eq!(pool.stats().evictions, 1);
+        assert!(pool.contains(3));
+        for pinned in pins.iter().flatten() {
+            assert_eq!(
+                pinned.page_type(),
+                Some(PageType::Data),
+                "evicted guard readable"
+            );
+        }
+        assert_eq!(guard.id(), PageId(3));
+    }
+
+    #[test]
+    fn guard_clone_pins_again_and_drop_unpins() {
+        let pool = BufferPool::new(1);
+        fill_fresh(&pool, 1);
+        let guard = pool.get(PageId(1)).expect("cached");
+        let clone = guard.clone();
+        let pins = Arc::clone(guard.pins.as_ref().expect("cached guard"));
+        assert_eq!(pins.load(Ordering::Relaxed), 2);
+        drop(guard);
+        assert_eq!(pins.load(Ordering::Relaxed), 1);
+        drop(clone);
+        assert_eq!(pins.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn guard_keeps_its_page_readable_after_invalidate_and_clear() {
+        let pool = BufferPool::new(4);
+        pool.install(PageId(1), Arc::new(page(1)), true);
+        pool.install(PageId(2), Arc::new(page(2)), false);
+        let guard_1 = pool.get(PageId(1)).expect("cached");
+        let guard_2 = pool.get(PageId(2)).expect("cached");
+        pool.invalidate(PageId(1));
+        assert!(pool.get(PageId(1)).is_none());
+        assert_eq!(guard_1.id(), PageId(1));
+        pool.clear();
+        assert!(pool.get(PageId(2)).is_none());
+        assert_eq!(guard_2.id(), PageId(2));
+        assert_eq!(pool.stats().resident, 0);
+        assert!(pool.dirty_pages().is_empty());
+    }
+
+    #[test]
+    fn fill_with_an_unchanged_version_caches_the_page() {
+        let pool = BufferPool::new(4);
+        let ticket = pool.ticket();
+        fill_fresh(&pool, 9); // A fill of another page does not move the version.
+        let guard = pool.fill(PageId(5), page(5), ticket);
+        assert!(guard.pins.is_some());
+        let hit = pool.get(PageId(5)).expect("filled page is cached");
+        assert!(Arc::ptr_eq(hit.arc(), guard.arc()));
+    }
+
+    #[test]
+    fn fill_after_an_install_since_the_ticket_does_not_cache_the_stale_page() {
+        let pool = BufferPool::new(4);
+        let ticket = pool.ticket();
+        let installed = Arc::new(page(5));
+        pool.install(PageId(5), Arc::clone(&installed), true);
+        let guard = pool.fill(PageId(5), page(5), ticket);
+        assert!(
+            Arc::ptr_eq(guard.arc(), &installed),
+            "guard on the newer copy"
+        );
+        let hit = pool.get(PageId(5)).expect("installed page is cached");
+        assert!(Arc::ptr_eq(hit.arc(), &installed));
+    }
+
+    #[test]
+    fn fill_after_an_invalidate_since_the_ticket_does_not_cache_the_stale_page() {
+        let pool = BufferPool::new(4);
+        pool.install(PageId(5), Arc::new(page(5)), false);
+        pool.invalidate(PageId(5));
+        let ticket = pool.ticket();
+        pool.invalidate(PageId(5));
+        let guard = pool.fill(PageId(5), page(5), ticket);
+        assert!(guard.pins.is_none(), "an uncached guard");
+        assert_eq!(guard.id(), PageId(5));
+        assert!(pool.get(PageId(5)).is_none());
+        assert_eq!(pool.stats().resident, 0);
+    }
+
+    #[test]
+    fn fill_returns_the_cached_copy_when_the_page_is_cached_already() {
+        let pool = BufferPool::new(4);
+        let ticket = pool.ticket();
+        let first = pool.fill(PageId(5), page(5), ticket);
+        let second = pool.fill(PageId(5), page(5), ticket);
+        assert!(Arc::ptr_eq(first.arc(), second.arc()));
+        assert_eq!(pool.stats().resident, 1);
+    }
+
+    #[test]
+    fn dirty_tracking_follows_install_and_mark_clean() {
+        let pool = BufferPool::new(8);
+        for id in [5, 1, 3] {
+            pool.install(PageId(id), Arc::new(page(id)), true);
+        }
+        pool.install(PageId(2), Arc::new(page(2)), false);
+        assert_eq!(pool.dirty_pages(), vec![PageId(1), PageId(3), PageId(5)]);
+        assert!(pool.is_dirty(PageId(3)));
+        assert!(!pool.is_dirty(PageId(2)));
+        assert!(!pool.is_dirty(PageId(42)), "an uncached page is not dirty");
+        pool.mark_clean(PageId(3));
+        assert!(!pool.is_dirty(PageId(3)));
+        assert_eq!(pool.dirty_pages(), vec![PageId(1), PageId(5)]);
+        pool.install(PageId(1), Arc::new(page(1)), false);
+        assert_eq!(pool.dirty_pages(), vec![PageId(5)]);
+    }
+
+    #[test]
+    fn dirty_pages_get_a_second_chance_and_may_then_be_evicted() {
+        let pool = BufferPool::new(2);
+        pool.install(PageId(1), Arc::new(page(1)), true);
+        pool.install(PageId(2), Arc::new(page(2)), true);
+        fill_fresh(&pool, 3);
+        assert_eq!(pool.stats().evictions, 1);
+        assert_eq!(pool.stats().resident, 2);
+        assert_eq!(pool.dirty_pages().len(), 1, "one dirty page was evicted");
+    }
+
+    #[test]
+    fn concurrent_gets_and_installs_do_not_deadlock_and_stats_add_up() {
+        const THREADS: u64 = 4;
+        const GETS_PER_THREAD: u64 = 2_000;
+        let pool = BufferPool::new(8);
+        thread::scope(|scope| {
+            for thread_index in 0..THREADS {
+                let pool = &pool;
+                scope.spawn(move || {
+                    for step in 0..GETS_PER_THREAD {
+                        let id = (step * 7 + thread_index) % 16;
+                        let ticket = pool.ticket();
+                        let guard = match pool.get(PageId(id)) {
+                            Some(guard) => guard,
+                            None => pool.fill(PageId(id), page(id), ticket),
+                        };
+                        assert_eq!(guard.id(), PageId(id));
+                        if step % 10 == 0 {
+                            pool.install(PageId(id), Arc::new(page(id)), step % 20 == 0);
+                        }
+                        if step % 97 == 0 {
+                            pool.invalidate(PageId(id));
+                        }
+                    }
+                });
+            }
+        });
+        let stats = pool.stats();
+        assert_eq!(stats.hits + stats.misses, THREADS * GETS_PER_THREAD);
+        assert!(stats.resident <= pool.capacity());
+    }
+}

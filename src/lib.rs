@@ -1,0 +1,10 @@
+pub mod buffer;
+pub mod error;
+pub mod memory;
+pub mod page;
+pub mod pager;
+pub mod record_id;
+pub mod slotted;
+pub mod types;
+pub mod vfs;
+pub mod wal;

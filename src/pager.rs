@@ -1,0 +1,333 @@
+//! The page file `pages.db`: its two meta pages, the allocation state, and checked page I/O.
+//!
+//! # Meta pages
+//! Pages 0 and 1 are meta pages, written alternately by checkpoints (generation `g` goes to
+//! page `g % 2`), so a torn meta write always leaves the other, older one intact. Open takes
+//! the valid one with the highest generation. Body layout (after the page header):
+//! ```text
+//! 48  8 magic           b"MENTEDB\0"
+//! 56  8 generation      checkpoint counter
+//! 64  8 checkpoint_lsn  every change up to this LSN is in the page file
+//! 72  . alloc state     ALLOC_STATE_SIZE bytes, see below
+//! ```
+//!
+//! # Allocation state
+//! `page_count u64, free_head u64, free_count u64, insert_hint u64` (32 bytes). It is the
+//! payload of every WAL commit frame too, so between checkpoints the newest committed frame
+//! says how many pages exist and where the free list starts.
+//!
+//! # Free list
+//! A free page has type `Free` and its `next` header field names the next free page (0 ends
+//! the list). Pages 0 and 1 are never free, so 0 can mean "none".
+
+use crate::error::{DecodeError, Error, Result};
+use crate::page::{Lsn, PAGE_HEADER_SIZE, PAGE_SIZE, Page, PageId, PageType};
+use crate::vfs::{OpenMode, Vfs, VfsFile};
+use std::path::Path;
+
+/// Name of the page file inside the database directory.
+pub const PAGE_FILE_NAME: &str = "pages.db";
+/// First page id that can hold data (0 and 1 are meta pages).
+pub const FIRST_DATA_PAGE: PageId = PageId(2);
+/// Encoded size of [`AllocState`].
+pub const ALLOC_STATE_SIZE: usize = 32;
+/// How often a page read that fails its checksum is retried before it is reported as
+/// corruption (a concurrent checkpoint may be rewriting the page).
+pub const PAGE_READ_RETRIES_MAX: u32 = 16;
+
+const META_MAGIC: [u8; 8] = *b"MENTEDB\0";
+const META_OFFSET_MAGIC: usize = PAGE_HEADER_SIZE;
+const META_OFFSET_GENERATION: usize = PAGE_HEADER_SIZE + 8;
+const META_OFFSET_CHECKPOINT_LSN: usize = PAGE_HEADER_SIZE + 16;
+const META_OFFSET_ALLOC: usize = PAGE_HEADER_SIZE + 24;
+
+/// Which pages exist and which are free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocState {
+    /// Pages in the file, meta pages included.
+    pub page_count: u64,
+    /// First free page (0 = none).
+    pub free_head: PageId,
+    /// Number of pages on the free list.
+    pub free_count: u64,
+    /// The data page new records try first.
+    pub insert_hint: PageId,
+}
+
+impl AllocState {
+    /// The state of a new, empty database.
+    pub fn empty() -> AllocState {
+        AllocState {
+            page_count: FIRST_DATA_PAGE.0,
+            free_head: PageId(0),
+            free_count: 0,
+            insert_hint: PageId(0),
+        }
+    }
+
+    /// Encodes the state.
+    pub fn encode(&self) -> [u8; ALLOC_STATE_SIZE] {
+        let mut bytes = [0u8; ALLOC_STATE_SIZE];
+        bytes[0..8].copy_from_slice(&self.page_count.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.free_head.0.to_le_bytes());
+        bytes[16..24].copy_from_slice(&self.free_count.to_le_bytes());
+        bytes[24..32].copy_from_slice(&self.insert_hint.0.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes and checks a state.
+    pub fn decode(bytes: &[u8]) -> Result<AllocState, DecodeError> {
+        if bytes.len() != ALLOC_STATE_SIZE {
+            return Err(DecodeError::new(format!(
+                "allocation state has {} bytes, expected {ALLOC_STATE_SIZE}",
+                bytes.len()
+            )));
+        }
+        let field = |index: usize| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&bytes[index * 8..index * 8 + 8]);
+            u64::from_le_bytes(raw)
+        };
+        let state = AllocState {
+            page_count: field(0),
+            free_head: PageId(field(1)),
+            free_count: field(2),
+            insert_hint: PageId(field(3)),
+        };
+        state.check()?;
+        Ok(state)
+    }
+
+    fn check(&self) -> Result<(), DecodeError> {
+        let in_file = |page: PageId| page.0 == 0 || (page >= FIRST_DATA_PAGE && page.0 < self.page_count);
+        let valid = self.page_count >= FIRST_DATA_PAGE.0
+            && self.page_count <= crate::page::PAGE_ID_MAX
+            && in_file(self.free_head)
+            && in_file(self.insert_hint)
+            && self.free_count < self.page_count
+            && (self.free_head.0 == 0) == (self.free_count == 0);
+        if valid {
+            Ok(())
+        } else {
+            Err(DecodeError::new(format!("inconsistent allocation state {self:?}")))
+        }
+    }
+}
+
+/// The contents of a meta page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Checkpoint counter; the newer meta page has the higher one.
+    pub generation: u64,
+    /// Every change up to this LSN is in the page file.
+    pub checkpoint_lsn: Lsn,
+    /// Allocation state at the checkpoint.
+    pub alloc: AllocState,
+}
+
+/// Builds the (sealed) meta page for `meta`, placed at page `generation % 2`.
+pub fn encode_meta_page(meta: &Meta) -> Page {
+    let mut page = Page::new(meta_page_id(meta.generation), PageType::Meta);
+    page.set_lsn(meta.checkpoint_lsn);
+    let bytes = page.bytes_mut();
+    bytes[META_OFFSET_MAGIC..META_OFFSET_MAGIC + 8].copy_from_slice(&META_MAGIC);
+    page.put_u64(META_OFFSET_GENERATION, meta.generation);
+    page.put_u64(META_OFFSET_CHECKPOINT_LSN, meta.checkpoint_lsn.0);
+    page.bytes_mut()[META_OFFSET_ALLOC..META_OFFSET_ALLOC + ALLOC_STATE_SIZE]
+        .copy_from_slice(&meta.alloc.encode());
+    page.seal();
+    page
+}
+
+/// The meta page slot a generation is written to.
+pub fn meta_page_id(generation: u64) -> PageId {
+    PageId(generation % 2)
+}
+
+/// Decodes a meta page read from slot `id`; `Ok(None)` for a never-written page.
+pub fn decode_meta_page(page: &Page, id: PageId) -> Result<Option<Meta>, DecodeError> {
+    let header = page.verify(id)?;
+    match header.page_type {
+        PageType::Unused => return Ok(None),
+        PageType::Meta => {}
+        other => return Err(DecodeError::new(format!("meta slot holds a {other:?} page"))),
+    }
+    if page.bytes()[META_OFFSET_MAGIC..META_OFFSET_MAGIC + 8] != META_MAGIC {
+        return Err(DecodeError::new("meta page has a bad magic"));
+    }
+    let generation = page.get_u64(META_OFFSET_GENERATION);
+    if meta_page_id(generation) != id {
+        return Err(DecodeError::new(format!("generation {generation} in the wrong meta slot")));
+    }
+    let alloc = AllocState::decode(&page.bytes()[META_OFFSET_ALLOC..META_OFFSET_ALLOC + ALLOC_STATE_SIZE])?;
+    Ok(Some(Meta {
+        generation,
+        checkpoint_lsn: Lsn(page.get_u64(META_OFFSET_CHECKPOINT_LSN)),
+        alloc,
+    }))
+}
+
+/// The open page file.
+#[derive(Debug)]
+pub struct PageFile {
+    file: Box<dyn VfsFile>,
+}
+
+fn page_io(operation: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::io(operation, PAGE_FILE_NAME, source)
+}
+
+impl PageFile {
+    /// Opens (creating if missing) the page file at `path`.
+    pub fn open(vfs: &dyn Vfs, path: &Path) -> Result<PageFile> {
+        let file = vfs
+            .open_file(path, OpenMode::CreateOrOpen)
+            .map_err(page_io("open"))?;
+        Ok(PageFile { file })
+    }
+
+    /// Reads page `id` raw: bytes past the end of the file read as zeros.
+    pub fn read_raw(&self, id: PageId) -> Result<Page> {
+        let mut page = Page::zeroed();
+        let buffer = page.bytes_mut();
+        let mut filled = 0;
+        while filled < PAGE_SIZE {
+            let count = self
+                .file
+                .read_at(&mut buffer[filled..], id.offset() + filled as u64)
+                .map_err(page_io("read"))?;
+            if count == 0 {
+                break;
+            }
+            filled += count;
+        }
+        Ok(page)
+    }
+
+    /// Reads and verifies page `id`, retrying a checksum failure a bounded number of times
+    /// (another process's checkpoint may be rewriting it) before reporting corruption.
+    pub fn read_verified(&self, id: PageId) -> Result<Page> {
+        let mut attempt = 0;
+        loop {
+            let page = self.read_raw(id)?;
+            match page.verify(id) {
+                Ok(_) => return Ok(page),
+                Err(error) if attempt >= PAGE_READ_RETRIES_MAX => {
+                    return Err(error.at(PAGE_FILE_NAME, id.offset()));
+                }
+                Err(_) => {
+                    attempt += 1;
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// Seals and writes a page at its place.
+    pub fn write_page(&self, page: &mut Page) -> Result<()> {
+        page.seal();
+        self.file
+            .write_all_at(page.bytes(), page.id().offset())
+            .map_err(page_io("write"))
+    }
+
+    /// Makes the page file durable.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(page_io("fdatasync"))
+    }
+
+    /// Reads both meta pages and returns the valid one with the higher generation;
+    /// `Ok(None)` for a new database (both never written).
+    pub fn load_meta(&self) -> Result<Option<Meta>> {
+        let mut found = Vec::new();
+        let mut errors = Vec::new();
+        for id in [PageId(0), PageId(1)] {
+            let page = self.read_raw(id)?;
+            match decode_meta_page(&page, id) {
+                Ok(Some(meta)) => found.push(meta),
+                Ok(None) => {}
+                Err(error) => errors.push((id, error)),
+            }
+        }
+        if let Some(best) = found.into_iter().max_by_key(|meta| meta.generation) {
+            return Ok(Some(best));
+        }
+        match errors.into_iter().next() {
+            Some((id, error)) => Err(error.at(PAGE_FILE_NAME, id.offset())),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes the meta page for `meta` and syncs it.
+    pub fn write_meta(&self, meta: &Meta) -> Result<()> {
+        let mut page = encode_meta_page(meta);
+        self.write_page(&mut page)?;
+        self.sync()
+    }
+
+    /// Length of the page file in bytes.
+    pub fn len(&self) -> Result<u64> {
+        self.file.len().map_err(page_io("stat"))
+    }
+
+    /// True if the page file is empty.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(generation: u64) -> Meta {
+        Meta {
+            generation,
+            checkpoint_lsn: Lsn(generation * 10),
+            alloc: AllocState {
+                page_count: 9,
+                free_head: PageId(4),
+                free_count: 2,
+                insert_hint: PageId(3),
+            },
+        }
+    }
+
+    #[test]
+    fn meta_page_round_trips() {
+        let page = encode_meta_page(&meta(5));
+        assert_eq!(page.id(), PageId(1));
+        assert_eq!(decode_meta_page(&page, PageId(1)).expect("valid"), Some(meta(5)));
+    }
+
+    #[test]
+    fn meta_page_in_the_wrong_slot_is_rejected() {
+        let page = encode_meta_page(&meta(4));
+        assert!(decode_meta_page(&page, PageId(1)).is_err());
+    }
+
+    #[test]
+    fn alloc_state_rejects_pointers_outside_the_file() {
+        let mut state = meta(1).alloc;
+        state.free_head = PageId(50);
+        assert!(AllocState::decode(&state.encode()).is_err());
+        let mut state = meta(1).alloc;
+        state.free_count = 0;
+        assert!(AllocState::decode(&state.encode()).is_err());
+    }
+
+    #[test]
+    fn newest_valid_meta_wins_and_a_torn_one_falls_back() {
+        let vfs = crate::vfs::MemFs::new();
+        vfs.create_dir_all(Path::new("/db")).expect("dir");
+        let file = PageFile::open(&vfs, Path::new("/db/pages.db")).expect("open");
+        assert_eq!(file.load_meta().expect("empty"), None);
+        file.write_meta(&meta(1)).expect("write");
+        file.write_meta(&meta(2)).expect("write");
+        assert_eq!(file.load_meta().expect("load"), Some(meta(2)));
+        let mut torn = file.read_raw(PageId(0)).expect("read");
+        torn.bytes_mut()[100] ^= 1;
+        file.file.write_all_at(torn.bytes(), 0).expect("write");
+        assert_eq!(file.load_meta().expect("load"), Some(meta(1)));
+    }
+}

@@ -1,0 +1,147 @@
+//! The filesystem boundary: every byte the engine reads or writes goes through [`Vfs`] and
+//! [`VfsFile`].
+//!
+//! Implementations:
+//! - [`RealFs`]: `std::fs` files with positional I/O, `fdatasync` and `flock(2)` (via `fs2`).
+//! - [`MemFs`]: an in-memory filesystem without faults, for unit tests.
+//! - `SimFs` (package `mentedb-sim`): a seeded, fault-injecting disk. It implements these same
+//!   traits, so the engine runs on it unchanged.
+//!
+//! # Contract
+//!
+//! The engine relies on exactly these promises, and a faithful implementation must keep them:
+//! - Reads see every completed write to the same file from any handle in any process
+//!   (a shared page cache), even before a sync.
+//! - Nothing is durable until synced: file contents and length by [`VfsFile::sync_data`],
+//!   directory entries (create, rename, remove) by [`Vfs::sync_dir`] on the parent directory.
+//!   After a power loss any subset of unsynced writes may survive, possibly torn.
+//! - A failed `sync_data` may have lost data even if a later retry succeeds (Linux
+//!   semantics): the engine treats the first failure as fatal for the instance.
+//! - Locks are advisory `flock(2)` locks held per open handle: two handles on the same file
+//!   conflict even in one process, and every lock of a handle is released when it is dropped
+//!   (or its process dies).
+//! - Paths are the engine's own names joined to the database directory; a `Vfs` may treat
+//!   them as opaque keys.
+
+mod mem;
+mod real;
+
+pub use mem::MemFs;
+pub use real::RealFs;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How [`Vfs::open_file`] treats a missing or existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Open an existing file for reading and writing; fail with `NotFound` if it is missing.
+    Existing,
+    /// Open the file for reading and writing, creating it empty if it is missing.
+    CreateOrOpen,
+    /// Open an existing file for reading only; writes fail.
+    ReadOnly,
+}
+
+/// The kind of advisory lock to take on a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Many holders at once, none exclusive.
+    Shared,
+    /// One holder, no shared holders.
+    Exclusive,
+}
+
+/// A filesystem: opens files and changes directories. Shared between threads.
+pub trait Vfs: Send + Sync + fmt::Debug {
+    /// Opens `path` as described by `mode`.
+    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>>;
+    /// Creates `path` and its missing parents as directories. Durable after `sync_dir` of
+    /// each parent.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Removes a file. Durable after `sync_dir` of its directory.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file atomically, replacing `to` if it exists. Durable after `sync_dir`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Lists the entries of a directory, sorted by name (deterministic order).
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Makes the directory's entries (creates, renames, removes) durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// True if `path` exists (file or directory).
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+}
+
+/// An open file. All I/O is positional, so one handle is shared by many threads.
+pub trait VfsFile: Send + Sync + fmt::Debug {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at or past
+    /// the end). May read fewer bytes than asked even before the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes up to `buf.len()` bytes at `offset`, extending the file if needed; returns how
+    /// many were written. May write fewer than asked.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+    /// Makes the file's contents and length durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+    /// The current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncates or extends (with zeros) the file to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Blocks until the lock is held by this handle.
+    fn lock(&self, mode: LockMode) -> io::Result<()>;
+    /// Takes the lock if no conflicting holder exists; returns whether it was taken.
+    fn try_lock(&self, mode: LockMode) -> io::Result<bool>;
+    /// Releases this handle's lock (no-op when it holds none).
+    fn unlock(&self) -> io::Result<()>;
+
+    /// True if the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`, looping over short reads. Fails with
+    /// `UnexpectedEof` if the file ends first.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read_at(buf, offset) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("file ends before offset {}", offset + buf.len() as u64),
+                    ));
+                }
+                Ok(count) => {
+                    buf = &mut buf[count..];
+                    offset += count as u64;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `buf` at `offset`, looping over short writes.
+    fn write_all_at(&self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write_at(buf, offset) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "write returned zero bytes",
+                    ));
+                }
+                Ok(count) => {
+                    buf = &buf[count..];
+                    offset += count as u64;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A shareable filesystem handle, as stored in [`crate::Options`].
+pub type SharedVfs = Arc<dyn Vfs>;

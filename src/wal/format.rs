@@ -1,0 +1,450 @@
+//! Pure encoding, decoding and scanning of WAL bytes. No I/O here, so fuzz targets and
+//! tests call these functions directly.
+//!
+//! # Byte layout of `wal.log` (little-endian)
+//!
+//! Header, [`WAL_HEADER_SIZE`] bytes:
+//! ```text
+//!  0  8 magic     b"MENTEWAL"
+//!  8  4 version   WAL_FORMAT_VERSION
+//! 12  4 salt      random, new at every reset: frames of an older life of the file
+//!                 carry another salt and are never taken for current ones
+//! 16  8 base_lsn  the first frame has LSN base_lsn + 1
+//! 24  4 crc       CRC32 of bytes 0..24
+//! 28  4 reserved  zero
+//! ```
+//! Then frames, each starting at an offset that is a multiple of [`FRAME_ALIGN`]:
+//! ```text
+//!  0  4 payload_len  bytes of payload as stored
+//!  4  4 crc          CRC32 of salt (4 bytes) followed by frame bytes 8..40+payload_len
+//!  8  8 lsn          previous frame's LSN + 1
+//! 16  8 durable_lsn  highest LSN known durable when this frame was written
+//! 24  8 page         the page an image or delta applies to (0 for commits)
+//! 32  4 prev_crc     crc of the previous frame (the header's crc for the first one)
+//! 36  1 kind         WalEntryType
+//! 37  1 codec        0 = raw, 1 = LZ4 block preceded by the raw length (u32)
+//! 38  2 reserved     zero
+//! 40  . payload      padded with zeros to FRAME_ALIGN
+//! ```
+//! Payloads: a page image is the 64 KiB page; a delta is the changed byte ranges of a page
+//! (`page::encode_delta`); a commit is the allocation state after the transaction
+//! (`pager::AllocState`).
+//!
+//! # Where the log ends
+//! The log is the longest chain of frames that each verify (CRC, salt, `prev_crc` link,
+//! LSN + 1). Only frames up to the last `Commit` count. A frame that fails ends the log:
+//! normally a torn tail of unsynced writes after a crash. But if some later, intact frame of
+//! the same salt claims (`durable_lsn`) that the failing frame's LSN was already durable, a
+//! synced frame was damaged: that is reported as corruption, not dropped silently.
+
+use crate::error::DecodeError;
+use crate::page::{Lsn, PAGE_SIZE, PageId};
+
+/// Bytes of the WAL file header.
+pub const WAL_HEADER_SIZE: usize = 32;
+/// Bytes of a frame header.
+pub const FRAME_HEADER_SIZE: usize = 40;
+/// Frames start at multiples of this.
+pub const FRAME_ALIGN: usize = 8;
+/// Largest decoded payload of one frame: a page image or delta plus its page id and framing.
+pub const FRAME_PAYLOAD_MAX: usize = PAGE_SIZE + 1024;
+/// Magic bytes at the start of `wal.log`.
+pub const WAL_MAGIC: [u8; 8] = *b"MENTEWAL";
+/// Version of the WAL format.
+pub const WAL_FORMAT_VERSION: u32 = 1;
+/// How far past a failing frame the scan looks for evidence of corruption.
+pub const CORRUPTION_PROBE_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+const CODEC_RAW: u8 = 0;
+const CODEC_LZ4: u8 = 1;
+
+const _: () = assert!(WAL_HEADER_SIZE % FRAME_ALIGN == 0);
+const _: () = assert!(FRAME_HEADER_SIZE % FRAME_ALIGN == 0);
+
+/// The kind of a WAL frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum WalEntryType {
+    /// A full page image: payload is the page id and the 64 KiB page.
+    PageImage = 1,
+    /// Changed byte ranges of a page: payload is the page id and the ranges.
+    PageDelta = 2,
+    /// Ends a transaction; payload is the database meta state after it.
+    Commit = 3,
+}
+
+impl WalEntryType {
+    /// Decodes a kind byte.
+    pub fn from_u8(byte: u8) -> Option<WalEntryType> {
+        match byte {
+            1 => Some(WalEntryType::PageImage),
+            2 => Some(WalEntryType::PageDelta),
+            3 => Some(WalEntryType::Commit),
+            _ => None,
+        }
+    }
+}
+
+/// The decoded WAL header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalHeader {
+    /// Salt of this life of the log.
+    pub salt: u32,
+    /// LSN just before the first frame.
+    pub base_lsn: Lsn,
+    /// CRC of the header; the first frame's `prev_crc`.
+    pub crc: u32,
+}
+
+/// Encodes a WAL header.
+pub fn encode_header(salt: u32, base_lsn: Lsn) -> [u8; WAL_HEADER_SIZE] {
+    let mut bytes = [0u8; WAL_HEADER_SIZE];
+    bytes[0..8].copy_from_slice(&WAL_MAGIC);
+    bytes[8..12].copy_from_slice(&WAL_FORMAT_VERSION.to_le_bytes());
+    bytes[12..16].copy_from_slice(&salt.to_le_bytes());
+    bytes[16..24].copy_from_slice(&base_lsn.0.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[0..24]);
+    bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut raw = [0u8; 4];
+    raw.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(raw)
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(raw)
+}
+
+/// Decodes and checks a WAL header.
+pub fn decode_header(bytes: &[u8]) -> Result<WalHeader, DecodeError> {
+    if bytes.len() < WAL_HEADER_SIZE {
+        return Err(DecodeError::new(format!(
+            "WAL header needs {WAL_HEADER_SIZE} bytes, file has {}",
+            bytes.len()
+        )));
+    }
+    if bytes[0..8] != WAL_MAGIC {
+        return Err(DecodeError::new("not a mentedb WAL (bad magic)"));
+    }
+    let stored = le_u32(bytes, 24);
+    let computed = crc32fast::hash(&bytes[0..24]);
+    if stored != computed {
+        return Err(DecodeError::new(format!(
+            "WAL header checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+        )));
+    }
+    let version = le_u32(bytes, 8);
+    if version != WAL_FORMAT_VERSION {
+        return Err(DecodeError::new(format!(
+            "WAL format version {version}, expected {WAL_FORMAT_VERSION}"
+        )));
+    }
+    Ok(WalHeader {
+        salt: le_u32(bytes, 12),
+        base_lsn: Lsn(le_u64(bytes, 16)),
+        crc: stored,
+    })
+}
+
+/// What to put in a frame.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameSpec<'a> {
+    /// The frame's LSN.
+    pub lsn: Lsn,
+    /// Highest LSN known durable now.
+    pub durable_lsn: Lsn,
+    /// The frame kind.
+    pub kind: WalEntryType,
+    /// The page an image or delta applies to (0 for commits).
+    pub page: PageId,
+    /// The uncompressed payload.
+    pub payload: &'a [u8],
+}
+
+/// Rounds `len` up to a multiple of [`FRAME_ALIGN`].
+pub fn align_up(len: usize) -> usize {
+    len.div_ceil(FRAME_ALIGN) * FRAME_ALIGN
+}
+
+/// Appends one encoded frame to `out`, returning its CRC (the next frame's `prev_crc`).
+/// Payloads that LZ4 shrinks are stored compressed.
+pub fn encode_frame(out: &mut Vec<u8>, salt: u32, prev_crc: u32, spec: FrameSpec<'_>) -> u32 {
+    assert!(spec.payload.len() <= FRAME_PAYLOAD_MAX, "frame payload over the limit");
+    assert_eq!(out.len() % FRAME_ALIGN, 0, "frames start aligned");
+    let start = out.len();
+    out.resize(start + FRAME_HEADER_SIZE, 0);
+    let compressed = compress_if_smaller(spec.payload);
+    let codec = match &compressed {
+        Some(bytes) => {
+            out.extend_from_slice(&(spec.payload.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+            CODEC_LZ4
+        }
+        None => {
+            out.extend_from_slice(spec.payload);
+            CODEC_RAW
+        }
+    };
+    let payload_len = out.len() - start - FRAME_HEADER_SIZE;
+    let header = &mut out[start..start + FRAME_HEADER_SIZE];
+    header[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    header[8..16].copy_from_slice(&spec.lsn.0.to_le_bytes());
+    header[16..24].copy_from_slice(&spec.durable_lsn.0.to_le_bytes());
+    header[24..32].copy_from_slice(&spec.page.0.to_le_bytes());
+    header[32..36].copy_from_slice(&prev_crc.to_le_bytes());
+    header[36] = spec.kind as u8;
+    header[37] = codec;
+    let crc = frame_crc(salt, &out[start + 8..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    out.resize(start + align_up(out.len() - start), 0);
+    crc
+}
+
+fn compress_if_smaller(payload: &[u8]) -> Option<Vec<u8>> {
+    if payload.len() < 256 {
+        return None;
+    }
+    let compressed = lz4_flex::block::compress(payload);
+    (compressed.len() + 4 < payload.len()).then_some(compressed)
+}
+
+fn frame_crc(salt: u32, covered: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&salt.to_le_bytes());
+    hasher.update(covered);
+    hasher.finalize()
+}
+
+/// A frame that verified on its own (CRC and salt); its place in the chain is checked by
+/// the scanner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// Offset of the frame in the file.
+    pub offset: u64,
+    /// Bytes the frame occupies, padding included.
+    pub total_len: u32,
+    /// The frame's CRC.
+    pub crc: u32,
+    /// The frame's LSN.
+    pub lsn: Lsn,
+    /// Highest LSN its writer knew durable.
+    pub durable_lsn: Lsn,
+    /// The page an image or delta applies to.
+    pub page: PageId,
+    /// CRC of the frame before it.
+    pub prev_crc: u32,
+    /// The kind.
+    pub kind: WalEntryType,
+}
+
+/// Parses the frame at the start of `bytes` (which sits at `offset` in the file), checking
+/// its length bounds, CRC with `salt`, and kind. `Err` means: not a valid frame here.
+pub fn parse_frame(bytes: &[u8], offset: u64, salt: u32) -> Result<FrameInfo, DecodeError> {
+    if bytes.len() < FRAME_HEADER_SIZE {
+        return Err(DecodeError::new("frame header cut short"));
+    }
+    let payload_len = le_u32(bytes, 0) as usize;
+    if payload_len > FRAME_PAYLOAD_MAX + 4 {
+        return Err(DecodeError::new(format!("frame payload length {payload_len} over the limit")));
+    }
+    let end = FRAME_HEADER_SIZE + payload_len;
+    if bytes.len() < end {
+        return Err(DecodeError::new("frame payload cut short"));
+    }
+    let stored = le_u32(bytes, 4);
+    let computed = frame_crc(salt, &bytes[8..end]);
+    if stored != computed {
+        return Err(DecodeError::new(format!(
+            "frame checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+        )));
+    }
+    let kind = WalEntryType::from_u8(bytes[36])
+        .ok_or_else(|| DecodeError::new(format!("unknown frame kind {}", bytes[36])))?;
+    if bytes[37] != CODEC_RAW && bytes[37] != CODEC_LZ4 {
+        return Err(DecodeError::new(format!("unknown frame codec {}", bytes[37])));
+    }
+    Ok(FrameInfo {
+        offset,
+        total_len: align_up(end) as u32,
+        crc: stored,
+        lsn: Lsn(le_u64(bytes, 8)),
+        durable_lsn: Lsn(le_u64(bytes, 16)),
+        page: PageId(le_u64(bytes, 24)),
+        prev_crc: le_u32(bytes, 32),
+        kind,
+    })
+}
+
+/// Decodes (decompressing if needed) the payload of a frame whose bytes start `bytes`;
+/// the frame must have passed [`parse_frame`].
+pub fn frame_payload(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    if bytes.len() < FRAME_HEADER_SIZE {
+        return Err(DecodeError::new("frame header cut short"));
+    }
+    let payload_len = le_u32(bytes, 0) as usize;
+    let stored = bytes
+        .get(FRAME_HEADER_SIZE..FRAME_HEADER_SIZE + payload_len)
+        .ok_or_else(|| DecodeError::new("frame payload cut short"))?;
+    match bytes[37] {
+        CODEC_RAW => Ok(stored.to_vec()),
+        CODEC_LZ4 => decompress_bounded(stored),
+        codec => Err(DecodeError::new(format!("unknown frame codec {codec}"))),
+    }
+}
+
+fn decompress_bounded(stored: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    if stored.len() < 4 {
+        return Err(DecodeError::new("compressed payload lacks its length"));
+    }
+    let raw_len = le_u32(stored, 0) as usize;
+    if raw_len > FRAME_PAYLOAD_MAX {
+        return Err(DecodeError::new(format!("decompressed length {raw_len} over the limit")));
+    }
+    let mut out = vec![0u8; raw_len];
+    let written = lz4_flex::block::decompress_into(&stored[4..], &mut out)
+        .map_err(|error| DecodeError::new(format!("LZ4 payload does not decode: {error}")))?;
+    if written != raw_len {
+        return Err(DecodeError::new(format!(
+            "LZ4 payload decodes to {written} bytes, header says {raw_len}"
+        )));
+    }
+    Ok(out)
+}
+
+/// Why a scan stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanStop {
+    /// The bytes ended exactly after the last frame.
+    End,
+    /// A frame failed to verify: a torn tail (expected after a crash), with the reason.
+    TornTail(String),
+    /// A frame that a later frame proves durable failed to verify.
+    Corruption {
+        /// Offset of the damaged frame.
+        offset: u64,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Result of scanning frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// Every frame of the verified chain, committed or not.
+    pub frames: Vec<FrameInfo>,
+    /// Number of leading `frames` that belong to committed transactions.
+    pub committed_frames: usize,
+    /// Offset just past the last committed frame (where the next append goes).
+    pub committed_end: u64,
+    /// CRC of the last committed frame (the next frame's `prev_crc`).
+    pub committed_crc: u32,
+    /// LSN of the last committed frame.
+    pub committed_lsn: Lsn,
+    /// Why the scan stopped.
+    pub stop: ScanStop,
+}
+
+/// Where a scan starts: just after a known frame (or the header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanStart {
+    /// File offset of `bytes[0]`.
+    pub offset: u64,
+    /// CRC the first frame must name as `prev_crc`.
+    pub prev_crc: u32,
+    /// LSN before the first frame.
+    pub lsn: Lsn,
+}
+
+/// Scans the frames in `bytes` (the file from `start.offset` on), following the chain.
+pub fn scan_frames(bytes: &[u8], salt: u32, start: ScanStart) -> Scan {
+    let mut scan = Scan {
+        frames: Vec::new(),
+        committed_frames: 0,
+        committed_end: start.offset,
+        committed_crc: start.prev_crc,
+        committed_lsn: start.lsn,
+        stop: ScanStop::End,
+    };
+    let mut position = 0usize;
+    let mut prev_crc = start.prev_crc;
+    let mut lsn = start.lsn;
+    while position < bytes.len() {
+        let offset = start.offset + position as u64;
+        let frame = match parse_frame(&bytes[position..], offset, salt) {
+            Ok(frame) if frame.prev_crc == prev_crc && frame.lsn == lsn.next() => frame,
+            Ok(frame) => {
+                scan.stop = ScanStop::TornTail(format!(
+                    "frame at {offset} does not continue the chain (lsn {}, expected {})",
+                    frame.lsn.0,
+                    lsn.next().0
+                ));
+                break;
+            }
+            Err(error) => {
+                scan.stop = ScanStop::TornTail(format!("at offset {offset}: {error}"));
+                break;
+            }
+        };
+        position += frame.total_len as usize;
+        prev_crc = frame.crc;
+        lsn = frame.lsn;
+        scan.frames.push(frame);
+        if frame.kind == WalEntryType::Commit {
+            scan.committed_frames = scan.frames.len();
+            scan.committed_end = start.offset + position as u64;
+            scan.committed_crc = frame.crc;
+            scan.committed_lsn = frame.lsn;
+        }
+    }
+    if let ScanStop::TornTail(detail) = &scan.stop {
+        let stop_position = (scan.committed_end - start.offset) as usize;
+        let probe = durable_frame_after(bytes, start.offset, stop_position, salt, scan.committed_lsn);
+        if let Some(proof) = probe {
+            scan.stop = ScanStop::Corruption {
+                offset: scan.committed_end,
+                detail: format!(
+                    "{detail}; yet the frame at {} (lsn {}) says lsn {} was durable",
+                    proof.offset,
+                    proof.lsn.0,
+                    proof.durable_lsn.0
+                ),
+            };
+        }
+    }
+    scan
+}
+
+/// Looks past a failing frame for an intact frame of the same salt that says a later LSN
+/// than `committed_lsn` was durable when it was written.
+fn durable_frame_after(
+    bytes: &[u8],
+    base_offset: u64,
+    from: usize,
+    salt: u32,
+    committed_lsn: Lsn,
+) -> Option<FrameInfo> {
+    let limit = bytes.len().min(from.saturating_add(CORRUPTION_PROBE_BYTES_MAX));
+    let mut position = align_up(from) + FRAME_ALIGN;
+    while position + FRAME_HEADER_SIZE <= limit {
+        let window = &bytes[position..];
+        let lsn = le_u64(window, 8);
+        let durable = le_u64(window, 16);
+        let plausible = lsn > committed_lsn.0 && durable > committed_lsn.0 && durable < lsn;
+        if plausible {
+            if let Ok(frame) = parse_frame(window, base_offset + position as u64, salt) {
+                return Some(frame);
+            }
+        }
+        position += FRAME_ALIGN;
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "format_tests.rs"]
+mod tests;

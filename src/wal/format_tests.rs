@@ -1,0 +1,164 @@
+use super::*;
+use crate::page::PageId;
+
+const SALT: u32 = 0x5eed_1234;
+
+fn frames(kinds: &[WalEntryType], payload_len: usize) -> (Vec<u8>, WalHeader) {
+    let header_bytes = encode_header(SALT, Lsn(100));
+    let header = decode_header(&header_bytes).expect("header");
+    let mut out = header_bytes.to_vec();
+    let mut prev = header.crc;
+    for (index, kind) in kinds.iter().enumerate() {
+        let payload: Vec<u8> = (0..payload_len).map(|byte| (byte * 7 + index) as u8).collect();
+        let lsn = Lsn(101 + index as u64);
+        let spec = FrameSpec {
+            lsn,
+            durable_lsn: Lsn(lsn.0 - 1),
+            kind: *kind,
+            page: PageId(index as u64),
+            payload: &payload,
+        };
+        prev = encode_frame(&mut out, SALT, prev, spec);
+    }
+    (out, header)
+}
+
+fn scan_all(bytes: &[u8], header: WalHeader) -> Scan {
+    let start = ScanStart {
+        offset: WAL_HEADER_SIZE as u64,
+        prev_crc: header.crc,
+        lsn: header.base_lsn,
+    };
+    scan_frames(&bytes[WAL_HEADER_SIZE..], SALT, start)
+}
+
+#[test]
+fn header_round_trips_and_rejects_damage() {
+    let bytes = encode_header(7, Lsn(9));
+    let header = decode_header(&bytes).expect("valid");
+    assert_eq!((header.salt, header.base_lsn), (7, Lsn(9)));
+    let mut damaged = bytes;
+    damaged[13] ^= 1;
+    assert!(decode_header(&damaged).is_err());
+    assert!(decode_header(&bytes[..10]).is_err());
+}
+
+#[test]
+fn frames_round_trip_raw_and_compressed() {
+    for payload in [vec![1u8, 2, 3], vec![0u8; 60_000]] {
+        let mut out = Vec::new();
+        let spec = FrameSpec {
+            lsn: Lsn(5),
+            durable_lsn: Lsn(4),
+            kind: WalEntryType::PageImage,
+            page: PageId(3),
+            payload: &payload,
+        };
+        let crc = encode_frame(&mut out, SALT, 11, spec);
+        assert_eq!(out.len() % FRAME_ALIGN, 0);
+        let frame = parse_frame(&out, 0, SALT).expect("frame");
+        assert_eq!((frame.crc, frame.lsn, frame.prev_crc), (crc, Lsn(5), 11));
+        assert_eq!(frame_payload(&out).expect("payload"), payload);
+    }
+}
+
+#[test]
+fn frame_with_another_salt_is_not_valid() {
+    let mut out = Vec::new();
+    let spec = FrameSpec {
+        lsn: Lsn(1),
+        durable_lsn: Lsn(0),
+        kind: WalEntryType::Commit,
+        page: PageId(0),
+        payload: b"meta",
+    };
+    encode_frame(&mut out, SALT, 0, spec);
+    assert!(parse_frame(&out, 0, SALT + 1).is_err());
+}
+
+#[test]
+fn scan_finds_committed_end_and_drops_an_unfinished_transaction() {
+    use WalEntryType::*;
+    let (bytes, header) = frames(&[PageImage, Commit, PageDelta, Commit, PageDelta], 500);
+    let scan = scan_all(&bytes, header);
+    assert_eq!(scan.stop, ScanStop::End);
+    assert_eq!(scan.frames.len(), 5);
+    assert_eq!(scan.committed_frames, 4);
+    assert_eq!(scan.committed_lsn, Lsn(104));
+    assert_eq!(scan.committed_end, scan.frames[4].offset);
+}
+
+#[test]
+fn every_truncation_stops_cleanly_at_a_committed_prefix() {
+    use WalEntryType::*;
+    let (bytes, header) = frames(&[PageImage, Commit, PageDelta, Commit], 3000);
+    let full = scan_all(&bytes, header);
+    for cut in WAL_HEADER_SIZE..bytes.len() {
+        let scan = scan_all(&bytes[..cut], header);
+        assert!(!matches!(scan.stop, ScanStop::Corruption { .. }), "cut {cut}");
+        assert!(scan.committed_lsn <= full.committed_lsn);
+        assert!(scan.committed_end <= align_up(cut) as u64);
+    }
+}
+
+#[test]
+fn damaged_frame_followed_by_a_durable_claim_is_corruption() {
+    use WalEntryType::*;
+    let (mut bytes, header) = frames(&[PageImage, Commit, PageDelta, Commit], 1000);
+    let scan = scan_all(&bytes, header);
+    // frame 4 (lsn 104) says lsn 103 was durable: damage in frame 3 (lsn 103) is corruption.
+    let damaged = scan.frames[2].offset as usize + FRAME_HEADER_SIZE + 10;
+    bytes[damaged] ^= 0x40;
+    let after = scan_all(&bytes, header);
+    assert!(matches!(after.stop, ScanStop::Corruption { .. }), "{:?}", after.stop);
+    assert_eq!(after.committed_lsn, Lsn(102));
+}
+
+#[test]
+fn damaged_last_frame_is_a_torn_tail() {
+    use WalEntryType::*;
+    let (mut bytes, header) = frames(&[PageImage, Commit, PageDelta, Commit], 1000);
+    let last = bytes.len() - 20;
+    bytes[last] ^= 0x01;
+    let scan = scan_all(&bytes, header);
+    assert!(matches!(scan.stop, ScanStop::TornTail(_)));
+    assert_eq!(scan.committed_lsn, Lsn(102));
+}
+
+#[test]
+fn leftover_frames_from_an_overwritten_tail_do_not_continue_the_chain() {
+    use WalEntryType::*;
+    let (old, header) = frames(&[PageImage, Commit, PageDelta, Commit], 200);
+    let old_scan = scan_all(&old, header);
+    // A new writer rewrites from frame 3 on with a shorter frame; the old frame 4 remains.
+    let mut bytes = old[..old_scan.frames[2].offset as usize].to_vec();
+    let spec = FrameSpec {
+        lsn: Lsn(103),
+        durable_lsn: Lsn(102),
+        kind: Commit,
+        page: PageId(0),
+        payload: b"x",
+    };
+    encode_frame(&mut bytes, SALT, old_scan.frames[1].crc, spec);
+    let tail_start = old_scan.frames[3].offset as usize;
+    if bytes.len() < tail_start {
+        bytes.resize(tail_start, 0);
+        bytes.extend_from_slice(&old[tail_start..]);
+    }
+    let scan = scan_all(&bytes, header);
+    assert_eq!(scan.committed_lsn, Lsn(103));
+    assert!(!matches!(scan.stop, ScanStop::Corruption { .. }));
+}
+
+#[test]
+fn hostile_lengths_are_errors_not_allocations() {
+    let mut bytes = vec![0u8; FRAME_HEADER_SIZE + 8];
+    bytes[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(parse_frame(&bytes, 0, SALT).is_err());
+    let mut compressed = vec![0u8; FRAME_HEADER_SIZE];
+    compressed[0..4].copy_from_slice(&8u32.to_le_bytes());
+    compressed[37] = 1;
+    compressed.extend_from_slice(&u32::MAX.to_le_bytes());
+    compressed.extend_from_slice(&[0u8; 4]);
+    assert!(frame_payload(&compressed).is_err());
+}

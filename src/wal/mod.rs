@@ -1,0 +1,301 @@
+//! The write-ahead log `wal.log`: appends, group commit, reset, and reading frames back.
+//!
+//! The byte format and the scan that finds where the log ends are pure functions in
+//! [`format`]. This module owns the file handle and the durability bookkeeping:
+//! - Appends are O(1): the writer keeps a [`WalCursor`] (end offset, last CRC, last LSN)
+//!   and never rescans the log to find where to write.
+//! - Group commit: [`Wal::sync_through`] makes an LSN durable; concurrent committers wait
+//!   for one leader's `fdatasync` instead of each issuing their own.
+//! - A failed `fdatasync` poisons the log for good (Linux may have dropped the dirty pages
+//!   and a retry would lie): every later sync returns [`Error::Poisoned`].
+//! - The file lock on `wal.log` serializes writers across processes (see `engine`).
+
+pub mod format;
+
+use crate::error::{Error, Result};
+use crate::page::Lsn;
+use crate::vfs::{LockMode, OpenMode, Vfs, VfsFile};
+pub use format::{
+    FrameInfo, FrameSpec, Scan, ScanStart, ScanStop, WAL_HEADER_SIZE, WalEntryType, WalHeader,
+};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Name of the WAL file inside the database directory.
+pub const WAL_FILE_NAME: &str = "wal.log";
+/// Largest WAL the engine reads into memory at once when scanning.
+pub const WAL_SCAN_BYTES_MAX: u64 = 1 << 32;
+
+/// One decoded WAL entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalEntry {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Its kind.
+    pub kind: WalEntryType,
+    /// Its decoded (decompressed) payload.
+    pub payload: Vec<u8>,
+}
+
+/// Where the next frame goes: the end of the committed log as this process knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalCursor {
+    /// Salt of the current life of the log.
+    pub salt: u32,
+    /// LSN before the first frame of this life.
+    pub base_lsn: Lsn,
+    /// CRC of the header (first frame's `prev_crc`).
+    pub header_crc: u32,
+    /// Offset just past the last committed frame.
+    pub end: u64,
+    /// CRC of the last committed frame (or the header's).
+    pub prev_crc: u32,
+    /// LSN of the last committed frame (or `base_lsn`).
+    pub last_lsn: Lsn,
+}
+
+impl WalCursor {
+    /// The cursor of an empty log with `header`.
+    pub fn at_start(header: WalHeader) -> WalCursor {
+        WalCursor {
+            salt: header.salt,
+            base_lsn: header.base_lsn,
+            header_crc: header.crc,
+            end: WAL_HEADER_SIZE as u64,
+            prev_crc: header.crc,
+            last_lsn: header.base_lsn,
+        }
+    }
+
+    /// Where a scan continuing from this cursor starts.
+    pub fn scan_start(&self) -> ScanStart {
+        ScanStart {
+            offset: self.end,
+            prev_crc: self.prev_crc,
+            lsn: self.last_lsn,
+        }
+    }
+
+    /// The cursor after the committed part of `scan`.
+    pub fn after(&self, scan: &Scan) -> WalCursor {
+        WalCursor {
+            end: scan.committed_end,
+            prev_crc: scan.committed_crc,
+            last_lsn: scan.committed_lsn,
+            ..*self
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    durable_lsn: Lsn,
+    syncing: bool,
+    poisoned: Option<String>,
+}
+
+/// The open WAL file of one engine instance.
+#[derive(Debug)]
+pub struct Wal {
+    file: Box<dyn VfsFile>,
+    written_lsn: AtomicU64,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+}
+
+fn lock_state(mutex: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn wal_io(operation: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::io(operation, WAL_FILE_NAME, source)
+}
+
+impl Wal {
+    /// Opens (creating if missing) the WAL at `path`.
+    pub fn open(vfs: &dyn Vfs, path: &Path) -> Result<Wal> {
+        let file = vfs
+            .open_file(path, OpenMode::CreateOrOpen)
+            .map_err(wal_io("open"))?;
+        Ok(Wal {
+            file,
+            written_lsn: AtomicU64::new(0),
+            sync: Mutex::new(SyncState::default()),
+            synced: Condvar::new(),
+        })
+    }
+
+    /// Reads the header; `Ok(None)` for a log that was never initialised (empty, or a
+    /// header-sized remnant of an interrupted reset). An invalid header in front of frame
+    /// bytes is corruption.
+    pub fn read_header(&self) -> Result<Option<WalHeader>> {
+        let len = self.file.len().map_err(wal_io("stat"))?;
+        if len < WAL_HEADER_SIZE as u64 {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; WAL_HEADER_SIZE];
+        self.file.read_exact_at(&mut bytes, 0).map_err(wal_io("read"))?;
+        match format::decode_header(&bytes) {
+            Ok(header) => Ok(Some(header)),
+            Err(_) if len == WAL_HEADER_SIZE as u64 => Ok(None),
+            Err(error) => Err(error.at(WAL_FILE_NAME, 0)),
+        }
+    }
+
+    /// Starts a new life of the log: empties the file durably, then writes and syncs a
+    /// header with `salt` and `base_lsn`. A crash in between leaves an empty or header-sized
+    /// file, which [`Wal::read_header`] reads as uninitialised. Caller holds the WAL lock.
+    pub fn reset(&self, salt: u32, base_lsn: Lsn) -> Result<WalHeader> {
+        self.file.set_len(0).map_err(wal_io("truncate"))?;
+        self.sync_now()?;
+        let bytes = format::encode_header(salt, base_lsn);
+        self.file.write_all_at(&bytes, 0).map_err(wal_io("write"))?;
+        self.sync_now()?;
+        self.note_durable(base_lsn);
+        format::decode_header(&bytes).map_err(|error| error.at(WAL_FILE_NAME, 0))
+    }
+
+    /// Scans the frames after `cursor` to the end of the file.
+    pub fn scan_after(&self, cursor: &WalCursor) -> Result<Scan> {
+        let bytes = self.read_to_end(cursor.end)?;
+        Ok(format::scan_frames(&bytes, cursor.salt, cursor.scan_start()))
+    }
+
+    fn read_to_end(&self, offset: u64) -> Result<Vec<u8>> {
+        let len = self.file.len().map_err(wal_io("stat"))?;
+        if len <= offset {
+            return Ok(Vec::new());
+        }
+        let wanted = len - offset;
+        if wanted > WAL_SCAN_BYTES_MAX {
+            return Err(Error::TooLarge {
+                what: "write-ahead log",
+                size: wanted,
+                limit: WAL_SCAN_BYTES_MAX,
+            });
+        }
+        let mut bytes = vec![0u8; wanted as usize];
+        let mut filled = 0;
+        while filled < bytes.len() {
+            let count = self
+                .file
+                .read_at(&mut bytes[filled..], offset + filled as u64)
+                .map_err(wal_io("read"))?;
+            if count == 0 {
+                break;
+            }
+            filled += count;
+        }
+        bytes.truncate(filled);
+        Ok(bytes)
+    }
+
+    /// Reads back one frame found by a scan and decodes its payload. The frame is verified
+    /// again: if another process reset the log since the scan, this fails with corruption
+    /// at that offset, and the caller refreshes and retries.
+    pub fn read_entry(&self, salt: u32, frame: &FrameInfo) -> Result<WalEntry> {
+        let mut bytes = vec![0u8; frame.total_len as usize];
+        self.file
+            .read_exact_at(&mut bytes, frame.offset)
+            .map_err(wal_io("read"))?;
+        let at = |error: crate::error::DecodeError| error.at(WAL_FILE_NAME, frame.offset);
+        let reread = format::parse_frame(&bytes, frame.offset, salt).map_err(at)?;
+        if reread.crc != frame.crc || reread.lsn != frame.lsn {
+            return Err(Error::corruption(
+                WAL_FILE_NAME,
+                frame.offset,
+                "frame changed since it was scanned",
+            ));
+        }
+        let payload = format::frame_payload(&bytes).map_err(at)?;
+        Ok(WalEntry {
+            lsn: frame.lsn,
+            kind: frame.kind,
+            payload,
+        })
+    }
+
+    /// Writes encoded frames at `offset`; `last_lsn` is the LSN of the last of them.
+    /// Caller holds the WAL lock. Not durable until [`Wal::sync_through`].
+    pub fn append(&self, offset: u64, frames: &[u8], last_lsn: Lsn) -> Result<()> {
+        self.file
+            .write_all_at(frames, offset)
+            .map_err(wal_io("write"))?;
+        self.written_lsn.fetch_max(last_lsn.0, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Highest LSN this instance knows durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        lock_state(&self.sync).durable_lsn
+    }
+
+    /// Records that everything up to `lsn` is durable (e.g. after a checkpoint).
+    pub fn note_durable(&self, lsn: Lsn) {
+        let mut state = lock_state(&self.sync);
+        state.durable_lsn = state.durable_lsn.max(lsn);
+    }
+
+    /// The poison reason, if a sync has failed.
+    pub fn poisoned(&self) -> Option<String> {
+        lock_state(&self.sync).poisoned.clone()
+    }
+
+    /// Returns once `lsn` is durable. Concurrent callers share one `fdatasync`: the first
+    /// becomes the leader and syncs everything written so far; the others wait for it.
+    pub fn sync_through(&self, lsn: Lsn) -> Result<()> {
+        let mut state = lock_state(&self.sync);
+        loop {
+            if let Some(reason) = &state.poisoned {
+                return Err(Error::Poisoned(reason.clone()));
+            }
+            if state.durable_lsn >= lsn {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self
+                    .synced
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            state.syncing = true;
+            let target = Lsn(self.written_lsn.load(Ordering::Acquire)).max(lsn);
+            drop(state);
+            let result = self.file.sync_data();
+            state = lock_state(&self.sync);
+            state.syncing = false;
+            match result {
+                Ok(()) => state.durable_lsn = state.durable_lsn.max(target),
+                Err(error) => state.poisoned = Some(format!("fdatasync of {WAL_FILE_NAME} failed: {error}")),
+            }
+            self.synced.notify_all();
+        }
+    }
+
+    /// Syncs now, outside group commit (reset). A failure poisons the log.
+    fn sync_now(&self) -> Result<()> {
+        if let Err(error) = self.file.sync_data() {
+            let reason = format!("fdatasync of {WAL_FILE_NAME} failed: {error}");
+            lock_state(&self.sync).poisoned = Some(reason.clone());
+            return Err(Error::Poisoned(reason));
+        }
+        Ok(())
+    }
+
+    /// Takes the cross-process writer lock (blocking).
+    pub fn lock_exclusive(&self) -> Result<()> {
+        self.file.lock(LockMode::Exclusive).map_err(wal_io("lock"))
+    }
+
+    /// Releases the writer lock.
+    pub fn unlock(&self) -> Result<()> {
+        self.file.unlock().map_err(wal_io("unlock"))
+    }
+
+    /// Current file length.
+    pub fn file_len(&self) -> Result<u64> {
+        self.file.len().map_err(wal_io("stat"))
+    }
+}
