@@ -59,7 +59,9 @@ pub enum Error {
     Closed,
     /// A previous `fsync` failed: durability of this instance can no longer be promised.
     /// Writes are refused; reopen the database to run recovery.
-    #[error("the storage engine is poisoned by an earlier failure and refuses writes: {0}; reopen it")]
+    #[error(
+        "the storage engine is poisoned by an earlier failure and refuses writes: {0}; reopen it"
+    )]
     Poisoned(String),
 }
 

@@ -38,7 +38,7 @@ pub const PAGE_FORMAT_VERSION: u8 = 1;
 pub const PAGE_ID_MAX: u64 = u32::MAX as u64;
 
 const _: () = assert!(PAGE_SIZE.is_power_of_two());
-const _: () = assert!(PAGE_HEADER_SIZE % 8 == 0 && PAGE_HEADER_SIZE < PAGE_SIZE);
+const _: () = assert!(PAGE_HEADER_SIZE.is_multiple_of(8) && PAGE_HEADER_SIZE < PAGE_SIZE);
 
 const OFFSET_CRC: usize = 0;
 const OFFSET_TYPE: usize = 4;
@@ -345,7 +345,7 @@ impl Page {
 pub fn page_diff(old: &Page, new: &Page) -> Vec<(u32, u32)> {
     const CHUNK: usize = 64;
     const GAP_MAX: usize = 32;
-    const _: () = assert!(OFFSET_LSN + 8 <= CHUNK && PAGE_SIZE % CHUNK == 0);
+    const _: () = assert!(OFFSET_LSN + 8 <= CHUNK && PAGE_SIZE.is_multiple_of(CHUNK));
     let mut ranges: Vec<(u32, u32)> = Vec::new();
     for chunk_start in (0..PAGE_SIZE).step_by(CHUNK) {
         let mut old_chunk = [0u8; CHUNK];
@@ -361,8 +361,12 @@ pub fn page_diff(old: &Page, new: &Page) -> Vec<(u32, u32)> {
         if old_chunk == new_chunk {
             continue;
         }
-        let first = (0..CHUNK).find(|&at| old_chunk[at] != new_chunk[at]).unwrap_or(0);
-        let last = (0..CHUNK).rfind(|&at| old_chunk[at] != new_chunk[at]).unwrap_or(0);
+        let first = (0..CHUNK)
+            .find(|&at| old_chunk[at] != new_chunk[at])
+            .unwrap_or(0);
+        let last = (0..CHUNK)
+            .rfind(|&at| old_chunk[at] != new_chunk[at])
+            .unwrap_or(0);
         let (start, end) = (chunk_start + first, chunk_start + last + 1);
         match ranges.last_mut() {
             Some(previous) if start <= previous.1 as usize + GAP_MAX => previous.1 = end as u32,
@@ -375,11 +379,17 @@ pub fn page_diff(old: &Page, new: &Page) -> Vec<(u32, u32)> {
 /// Encodes the ranges of `page` named by `ranges` as a WAL delta payload:
 /// `count u32`, then per range `offset u32, len u32, bytes`.
 pub fn encode_delta(page: &Page, ranges: &[(u32, u32)]) -> Vec<u8> {
-    let bytes_total: usize = ranges.iter().map(|(start, end)| (end - start) as usize + 8).sum();
+    let bytes_total: usize = ranges
+        .iter()
+        .map(|(start, end)| (end - start) as usize + 8)
+        .sum();
     let mut out = Vec::with_capacity(4 + bytes_total);
     out.extend_from_slice(&(ranges.len() as u32).to_le_bytes());
     for &(start, end) in ranges {
-        assert!(start < end && end as usize <= PAGE_SIZE, "delta range out of the page");
+        assert!(
+            start < end && end as usize <= PAGE_SIZE,
+            "delta range out of the page"
+        );
         out.extend_from_slice(&start.to_le_bytes());
         out.extend_from_slice(&(end - start).to_le_bytes());
         out.extend_from_slice(&page.bytes()[start as usize..end as usize]);
@@ -389,7 +399,10 @@ pub fn encode_delta(page: &Page, ranges: &[(u32, u32)]) -> Vec<u8> {
 
 /// Size of the delta payload [`encode_delta`] would produce.
 pub fn delta_len(ranges: &[(u32, u32)]) -> usize {
-    4 + ranges.iter().map(|(start, end)| (end - start) as usize + 8).sum::<usize>()
+    4 + ranges
+        .iter()
+        .map(|(start, end)| (end - start) as usize + 8)
+        .sum::<usize>()
 }
 
 /// Applies a delta payload to `page`. Every range is bounds-checked before any byte is
@@ -423,7 +436,11 @@ fn parse_delta(payload: &[u8]) -> Result<Vec<(usize, &[u8])>, DecodeError> {
         let bytes = payload.get(cursor..cursor.saturating_add(len));
         match bytes {
             Some(bytes) if in_page => ranges.push((offset, bytes)),
-            _ => return Err(DecodeError::new(format!("delta range {offset}+{len} is invalid"))),
+            _ => {
+                return Err(DecodeError::new(format!(
+                    "delta range {offset}+{len} is invalid"
+                )));
+            }
         }
         cursor += len;
     }

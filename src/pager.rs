@@ -99,7 +99,8 @@ impl AllocState {
     }
 
     fn check(&self) -> Result<(), DecodeError> {
-        let in_file = |page: PageId| page.0 == 0 || (page >= FIRST_DATA_PAGE && page.0 < self.page_count);
+        let in_file =
+            |page: PageId| page.0 == 0 || (page >= FIRST_DATA_PAGE && page.0 < self.page_count);
         let valid = self.page_count >= FIRST_DATA_PAGE.0
             && self.page_count <= crate::page::PAGE_ID_MAX
             && in_file(self.free_head)
@@ -109,7 +110,9 @@ impl AllocState {
         if valid {
             Ok(())
         } else {
-            Err(DecodeError::new(format!("inconsistent allocation state {self:?}")))
+            Err(DecodeError::new(format!(
+                "inconsistent allocation state {self:?}"
+            )))
         }
     }
 }
@@ -150,16 +153,23 @@ pub fn decode_meta_page(page: &Page, id: PageId) -> Result<Option<Meta>, DecodeE
     match header.page_type {
         PageType::Unused => return Ok(None),
         PageType::Meta => {}
-        other => return Err(DecodeError::new(format!("meta slot holds a {other:?} page"))),
+        other => {
+            return Err(DecodeError::new(format!(
+                "meta slot holds a {other:?} page"
+            )));
+        }
     }
     if page.bytes()[META_OFFSET_MAGIC..META_OFFSET_MAGIC + 8] != META_MAGIC {
         return Err(DecodeError::new("meta page has a bad magic"));
     }
     let generation = page.get_u64(META_OFFSET_GENERATION);
     if meta_page_id(generation) != id {
-        return Err(DecodeError::new(format!("generation {generation} in the wrong meta slot")));
+        return Err(DecodeError::new(format!(
+            "generation {generation} in the wrong meta slot"
+        )));
     }
-    let alloc = AllocState::decode(&page.bytes()[META_OFFSET_ALLOC..META_OFFSET_ALLOC + ALLOC_STATE_SIZE])?;
+    let alloc =
+        AllocState::decode(&page.bytes()[META_OFFSET_ALLOC..META_OFFSET_ALLOC + ALLOC_STATE_SIZE])?;
     Ok(Some(Meta {
         generation,
         checkpoint_lsn: Lsn(page.get_u64(META_OFFSET_CHECKPOINT_LSN)),
@@ -297,7 +307,10 @@ mod tests {
     fn meta_page_round_trips() {
         let page = encode_meta_page(&meta(5));
         assert_eq!(page.id(), PageId(1));
-        assert_eq!(decode_meta_page(&page, PageId(1)).expect("valid"), Some(meta(5)));
+        assert_eq!(
+            decode_meta_page(&page, PageId(1)).expect("valid"),
+            Some(meta(5))
+        );
     }
 
     #[test]

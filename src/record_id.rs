@@ -104,7 +104,13 @@ impl fmt::Debug for RecordId {
 
 impl fmt::Display for RecordId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}:{}:{}", self.page_id().0, self.slot(), self.generation())
+        write!(
+            formatter,
+            "{}:{}:{}",
+            self.page_id().0,
+            self.slot(),
+            self.generation()
+        )
     }
 }
 

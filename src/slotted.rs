@@ -131,7 +131,9 @@ pub fn check_data_page(page: &Page) -> Result<(), DecodeError> {
     }
     let count = page.count();
     if count > SLOTS_PER_PAGE_MAX {
-        return Err(DecodeError::new(format!("slot count {count} over the limit")));
+        return Err(DecodeError::new(format!(
+            "slot count {count} over the limit"
+        )));
     }
     let record_end = page.record_end() as usize;
     if record_end < PAGE_HEADER_SIZE || record_end > directory_start(page) {
@@ -180,11 +182,15 @@ pub fn read_slot(page: &Page, index: u32) -> Result<Slot, DecodeError> {
             first: PageId(u64::from(field_a)),
             len: field_b,
         },
-        KIND_FORWARD => {
-            SlotContent::Forward(RecordId::from_u64(u64::from(field_b) << 32 | u64::from(field_a)))
-        }
+        KIND_FORWARD => SlotContent::Forward(RecordId::from_u64(
+            u64::from(field_b) << 32 | u64::from(field_a),
+        )),
         KIND_RETIRED => SlotContent::Retired,
-        kind => return Err(DecodeError::new(format!("slot {index} has unknown kind {kind}"))),
+        kind => {
+            return Err(DecodeError::new(format!(
+                "slot {index} has unknown kind {kind}"
+            )));
+        }
     };
     Ok(Slot {
         content,
@@ -221,7 +227,11 @@ pub fn inline_bytes(page: &Page, offset: u32, len: u32) -> &[u8] {
 
 /// Finds the slot a handle names, or `None` if the handle is stale or invalid. A handle
 /// never reaches a moved-in slot unless `allow_moved_in` (used to follow forwards).
-pub fn lookup(page: &Page, id: RecordId, allow_moved_in: bool) -> Result<Option<Slot>, DecodeError> {
+pub fn lookup(
+    page: &Page,
+    id: RecordId,
+    allow_moved_in: bool,
+) -> Result<Option<Slot>, DecodeError> {
     check_data_page(page)?;
     if id.slot() >= page.count() {
         return Ok(None);
@@ -364,7 +374,10 @@ fn ensure_contiguous(page: &mut Page, len: usize) {
     }
     compact(page);
     let contiguous = directory_start(page) - page.record_end() as usize;
-    assert!(contiguous >= len, "compaction left {contiguous} bytes, {len} needed");
+    assert!(
+        contiguous >= len,
+        "compaction left {contiguous} bytes, {len} needed"
+    );
 }
 
 /// Packs all inline records to the start of the record area, in offset order.
@@ -393,7 +406,11 @@ fn compact(page: &mut Page) {
         }
         cursor += len;
     }
-    assert_eq!(cursor - PAGE_HEADER_SIZE as u32, page.live_bytes(), "live bytes drifted");
+    assert_eq!(
+        cursor - PAGE_HEADER_SIZE as u32,
+        page.live_bytes(),
+        "live bytes drifted"
+    );
     page.set_record_end(cursor);
     let end = directory_start(page);
     page.bytes_mut()[cursor as usize..end].fill(0);
@@ -425,14 +442,19 @@ mod tests {
     #[test]
     fn removed_slot_is_reused_with_a_new_generation() {
         let mut page = new_data_page(PageId(2));
-        let (slot, generation) = insert(&mut page, SlotPayload::Inline(b"first"), false).expect("fits");
+        let (slot, generation) =
+            insert(&mut page, SlotPayload::Inline(b"first"), false).expect("fits");
         let old = RecordId::new(PageId(2), slot, generation).expect("id");
         remove(&mut page, slot).expect("remove");
         assert_eq!(lookup(&page, old, false).expect("lookup"), None);
         let (again, new_generation) =
             insert(&mut page, SlotPayload::Inline(b"second"), false).expect("fits");
         assert_eq!((again, new_generation), (slot, generation + 1));
-        assert_eq!(lookup(&page, old, false).expect("lookup"), None, "stale handle stays stale");
+        assert_eq!(
+            lookup(&page, old, false).expect("lookup"),
+            None,
+            "stale handle stays stale"
+        );
     }
 
     #[test]
@@ -447,7 +469,8 @@ mod tests {
             remove(&mut page, *slot).expect("remove");
         }
         let big = vec![2u8; 7000];
-        let (slot, _) = insert(&mut page, SlotPayload::Inline(&big), false).expect("fits after compaction");
+        let (slot, _) =
+            insert(&mut page, SlotPayload::Inline(&big), false).expect("fits after compaction");
         assert_eq!(inline_record(&page, slot), big);
         for kept in slots.iter().skip(1).step_by(2) {
             assert_eq!(inline_record(&page, *kept), record);
@@ -458,7 +481,8 @@ mod tests {
     #[test]
     fn replace_grows_and_shrinks_in_place_or_refuses_without_change() {
         let mut page = new_data_page(PageId(2));
-        let (slot, generation) = insert(&mut page, SlotPayload::Inline(&[3u8; 100]), false).expect("fits");
+        let (slot, generation) =
+            insert(&mut page, SlotPayload::Inline(&[3u8; 100]), false).expect("fits");
         assert!(replace(&mut page, slot, SlotPayload::Inline(&[4u8; 30_000])).expect("ok"));
         assert_eq!(inline_record(&page, slot), vec![4u8; 30_000]);
         let before = page.clone();
@@ -471,7 +495,8 @@ mod tests {
     #[test]
     fn moved_in_slots_are_hidden_from_user_handles() {
         let mut page = new_data_page(PageId(2));
-        let (slot, generation) = insert(&mut page, SlotPayload::Inline(b"moved"), true).expect("fits");
+        let (slot, generation) =
+            insert(&mut page, SlotPayload::Inline(b"moved"), true).expect("fits");
         let id = RecordId::new(PageId(2), slot, generation).expect("id");
         assert_eq!(lookup(&page, id, false).expect("lookup"), None);
         assert!(lookup(&page, id, true).expect("lookup").is_some());
@@ -485,7 +510,10 @@ mod tests {
         raw.generation = GENERATION_MAX;
         write_slot(&mut page, slot, raw);
         remove(&mut page, slot).expect("remove");
-        assert_eq!(read_slot(&page, slot).expect("slot").content, SlotContent::Retired);
+        assert_eq!(
+            read_slot(&page, slot).expect("slot").content,
+            SlotContent::Retired
+        );
         let (next, _) = insert(&mut page, SlotPayload::Inline(b"y"), false).expect("fits");
         assert_ne!(next, slot);
     }

@@ -58,8 +58,8 @@ pub const CORRUPTION_PROBE_BYTES_MAX: usize = 4 * 1024 * 1024;
 const CODEC_RAW: u8 = 0;
 const CODEC_LZ4: u8 = 1;
 
-const _: () = assert!(WAL_HEADER_SIZE % FRAME_ALIGN == 0);
-const _: () = assert!(FRAME_HEADER_SIZE % FRAME_ALIGN == 0);
+const _: () = assert!(WAL_HEADER_SIZE.is_multiple_of(FRAME_ALIGN));
+const _: () = assert!(FRAME_HEADER_SIZE.is_multiple_of(FRAME_ALIGN));
 
 /// The kind of a WAL frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,7 +174,10 @@ pub fn align_up(len: usize) -> usize {
 /// Appends one encoded frame to `out`, returning its CRC (the next frame's `prev_crc`).
 /// Payloads that LZ4 shrinks are stored compressed.
 pub fn encode_frame(out: &mut Vec<u8>, salt: u32, prev_crc: u32, spec: FrameSpec<'_>) -> u32 {
-    assert!(spec.payload.len() <= FRAME_PAYLOAD_MAX, "frame payload over the limit");
+    assert!(
+        spec.payload.len() <= FRAME_PAYLOAD_MAX,
+        "frame payload over the limit"
+    );
     assert_eq!(out.len() % FRAME_ALIGN, 0, "frames start aligned");
     let start = out.len();
     out.resize(start + FRAME_HEADER_SIZE, 0);
@@ -250,7 +253,9 @@ pub fn parse_frame(bytes: &[u8], offset: u64, salt: u32) -> Result<FrameInfo, De
     }
     let payload_len = le_u32(bytes, 0) as usize;
     if payload_len > FRAME_PAYLOAD_MAX + 4 {
-        return Err(DecodeError::new(format!("frame payload length {payload_len} over the limit")));
+        return Err(DecodeError::new(format!(
+            "frame payload length {payload_len} over the limit"
+        )));
     }
     let end = FRAME_HEADER_SIZE + payload_len;
     if bytes.len() < end {
@@ -266,7 +271,10 @@ pub fn parse_frame(bytes: &[u8], offset: u64, salt: u32) -> Result<FrameInfo, De
     let kind = WalEntryType::from_u8(bytes[36])
         .ok_or_else(|| DecodeError::new(format!("unknown frame kind {}", bytes[36])))?;
     if bytes[37] != CODEC_RAW && bytes[37] != CODEC_LZ4 {
-        return Err(DecodeError::new(format!("unknown frame codec {}", bytes[37])));
+        return Err(DecodeError::new(format!(
+            "unknown frame codec {}",
+            bytes[37]
+        )));
     }
     Ok(FrameInfo {
         offset,
@@ -303,7 +311,9 @@ fn decompress_bounded(stored: &[u8]) -> Result<Vec<u8>, DecodeError> {
     }
     let raw_len = le_u32(stored, 0) as usize;
     if raw_len > FRAME_PAYLOAD_MAX {
-        return Err(DecodeError::new(format!("decompressed length {raw_len} over the limit")));
+        return Err(DecodeError::new(format!(
+            "decompressed length {raw_len} over the limit"
+        )));
     }
     let mut out = vec![0u8; raw_len];
     let written = lz4_flex::block::decompress_into(&stored[4..], &mut out)
@@ -403,15 +413,14 @@ pub fn scan_frames(bytes: &[u8], salt: u32, start: ScanStart) -> Scan {
     }
     if let ScanStop::TornTail(detail) = &scan.stop {
         let stop_position = (scan.committed_end - start.offset) as usize;
-        let probe = durable_frame_after(bytes, start.offset, stop_position, salt, scan.committed_lsn);
+        let probe =
+            durable_frame_after(bytes, start.offset, stop_position, salt, scan.committed_lsn);
         if let Some(proof) = probe {
             scan.stop = ScanStop::Corruption {
                 offset: scan.committed_end,
                 detail: format!(
                     "{detail}; yet the frame at {} (lsn {}) says lsn {} was durable",
-                    proof.offset,
-                    proof.lsn.0,
-                    proof.durable_lsn.0
+                    proof.offset, proof.lsn.0, proof.durable_lsn.0
                 ),
             };
         }
@@ -428,17 +437,17 @@ fn durable_frame_after(
     salt: u32,
     committed_lsn: Lsn,
 ) -> Option<FrameInfo> {
-    let limit = bytes.len().min(from.saturating_add(CORRUPTION_PROBE_BYTES_MAX));
+    let limit = bytes
+        .len()
+        .min(from.saturating_add(CORRUPTION_PROBE_BYTES_MAX));
     let mut position = align_up(from) + FRAME_ALIGN;
     while position + FRAME_HEADER_SIZE <= limit {
         let window = &bytes[position..];
         let lsn = le_u64(window, 8);
         let durable = le_u64(window, 16);
         let plausible = lsn > committed_lsn.0 && durable > committed_lsn.0 && durable < lsn;
-        if plausible {
-            if let Ok(frame) = parse_frame(window, base_offset + position as u64, salt) {
-                return Some(frame);
-            }
+        if plausible && let Ok(frame) = parse_frame(window, base_offset + position as u64, salt) {
+            return Some(frame);
         }
         position += FRAME_ALIGN;
     }

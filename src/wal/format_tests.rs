@@ -9,7 +9,9 @@ fn frames(kinds: &[WalEntryType], payload_len: usize) -> (Vec<u8>, WalHeader) {
     let mut out = header_bytes.to_vec();
     let mut prev = header.crc;
     for (index, kind) in kinds.iter().enumerate() {
-        let payload: Vec<u8> = (0..payload_len).map(|byte| (byte * 7 + index) as u8).collect();
+        let payload: Vec<u8> = (0..payload_len)
+            .map(|byte| (byte * 7 + index) as u8)
+            .collect();
         let lsn = Lsn(101 + index as u64);
         let spec = FrameSpec {
             lsn,
@@ -95,7 +97,10 @@ fn every_truncation_stops_cleanly_at_a_committed_prefix() {
     let full = scan_all(&bytes, header);
     for cut in WAL_HEADER_SIZE..bytes.len() {
         let scan = scan_all(&bytes[..cut], header);
-        assert!(!matches!(scan.stop, ScanStop::Corruption { .. }), "cut {cut}");
+        assert!(
+            !matches!(scan.stop, ScanStop::Corruption { .. }),
+            "cut {cut}"
+        );
         assert!(scan.committed_lsn <= full.committed_lsn);
         assert!(scan.committed_end <= align_up(cut) as u64);
     }
@@ -110,7 +115,11 @@ fn damaged_frame_followed_by_a_durable_claim_is_corruption() {
     let damaged = scan.frames[2].offset as usize + FRAME_HEADER_SIZE + 10;
     bytes[damaged] ^= 0x40;
     let after = scan_all(&bytes, header);
-    assert!(matches!(after.stop, ScanStop::Corruption { .. }), "{:?}", after.stop);
+    assert!(
+        matches!(after.stop, ScanStop::Corruption { .. }),
+        "{:?}",
+        after.stop
+    );
     assert_eq!(after.committed_lsn, Lsn(102));
 }
 

@@ -105,7 +105,9 @@ pub struct Wal {
 }
 
 fn lock_state(mutex: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn wal_io(operation: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -135,7 +137,9 @@ impl Wal {
             return Ok(None);
         }
         let mut bytes = [0u8; WAL_HEADER_SIZE];
-        self.file.read_exact_at(&mut bytes, 0).map_err(wal_io("read"))?;
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(wal_io("read"))?;
         match format::decode_header(&bytes) {
             Ok(header) => Ok(Some(header)),
             Err(_) if len == WAL_HEADER_SIZE as u64 => Ok(None),
@@ -159,7 +163,11 @@ impl Wal {
     /// Scans the frames after `cursor` to the end of the file.
     pub fn scan_after(&self, cursor: &WalCursor) -> Result<Scan> {
         let bytes = self.read_to_end(cursor.end)?;
-        Ok(format::scan_frames(&bytes, cursor.salt, cursor.scan_start()))
+        Ok(format::scan_frames(
+            &bytes,
+            cursor.salt,
+            cursor.scan_start(),
+        ))
     }
 
     fn read_to_end(&self, offset: u64) -> Result<Vec<u8>> {
@@ -268,7 +276,9 @@ impl Wal {
             state.syncing = false;
             match result {
                 Ok(()) => state.durable_lsn = state.durable_lsn.max(target),
-                Err(error) => state.poisoned = Some(format!("fdatasync of {WAL_FILE_NAME} failed: {error}")),
+                Err(error) => {
+                    state.poisoned = Some(format!("fdatasync of {WAL_FILE_NAME} failed: {error}"))
+                }
             }
             self.synced.notify_all();
         }

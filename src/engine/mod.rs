@@ -1,0 +1,448 @@
+//! [`StorageEngine`]: the facade that stores, loads, updates, deletes and scans memory
+//! nodes, and owns recovery, checkpoints and the multi-process protocol.
+//!
+//! # Durability
+//! A write runs as a transaction ([`txn`]): its pages are logged to the WAL, one commit
+//! frame ends it, and in [`SyncMode::Full`] the call returns only after an `fdatasync`
+//! covering it (shared with concurrent committers). `pages.db` is written only by
+//! checkpoints: changed pages live in the WAL until then (the view's index says where),
+//! so eviction never writes, and recovery is simply reading the WAL: a crash at any point
+//! leaves either the old or the new committed state, and "recovery" is the same scan any
+//! process does to catch up — idempotent by construction, nothing is rewritten at open.
+//!
+//! # Several processes
+//! Writers take an exclusive `flock` on `wal.log` for the duration of a transaction and,
+//! under it, catch up with the WAL frames other processes committed. Reads take no lock:
+//! they check the shared counter `wal.shm` and catch up if it moved, then read pages from
+//! the cache, the WAL or `pages.db`. We chose readers-look-up-the-WAL (SQLite's idea) over
+//! writing pages through at every commit because it keeps `pages.db` untouched between
+//! checkpoints (no torn data pages outside checkpoints, no write amplification per commit)
+//! and works the same in both sync modes. A read that meets a WAL reset or a page being
+//! rewritten by another process's checkpoint retries a bounded number of times.
+//!
+//! # Failures
+//! A failed `fdatasync` poisons the instance: every later write returns
+//! [`Error::Poisoned`]; reopen to recover. A failed operation changes nothing.
+
+mod checkpoint;
+mod options;
+mod records;
+mod scan;
+mod txn;
+mod view;
+
+pub use options::{
+    BUFFER_POOL_PAGES_DEFAULT, BUFFER_POOL_PAGES_MIN, CHECKPOINT_WAL_BYTES_DEFAULT,
+    NORMAL_SYNC_COMMITS_DEFAULT, Options, SyncMode,
+};
+pub use scan::ScanIter;
+pub use view::SHM_FILE_NAME;
+
+use crate::buffer::{BufferPool, BufferStats, PageRef};
+use crate::error::{Error, Result};
+use crate::memory::{MemoryNode, decode_record, encode_record};
+use crate::page::{Lsn, Page, PageId};
+use crate::pager::{AllocState, Meta, PAGE_FILE_NAME, PageFile};
+use crate::record_id::RecordId;
+use crate::wal::{FrameInfo, WAL_FILE_NAME, Wal, WalCursor};
+use records::FreeSpaceHints;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use txn::Txn;
+use view::{SharedCounter, View};
+
+/// How often a read retries after meeting another process's WAL reset.
+const READ_ATTEMPTS_MAX: u32 = 16;
+/// Most nodes in one batch.
+pub const BATCH_NODES_MAX: usize = 100_000;
+
+/// State only writers touch, under the writer mutex.
+#[derive(Debug, Default)]
+struct WriterState {
+    hints: FreeSpaceHints,
+}
+
+/// The shared innards of an open engine.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    dir: PathBuf,
+    options: Options,
+    pages: PageFile,
+    wal: Wal,
+    shm: SharedCounter,
+    pool: BufferPool,
+    view: RwLock<View>,
+    writer: Mutex<WriterState>,
+    shm_seen: AtomicU64,
+    commits_unsynced: AtomicU32,
+    closed: AtomicBool,
+    poison: Mutex<Option<String>>,
+}
+
+/// Holds the cross-process writer lock; releases it on drop.
+struct WalLock<'a>(&'a Wal);
+
+impl<'a> WalLock<'a> {
+    fn take(wal: &'a Wal) -> Result<WalLock<'a>> {
+        wal.lock_exclusive()?;
+        Ok(WalLock(wal))
+    }
+}
+
+impl Drop for WalLock<'_> {
+    fn drop(&mut self) {
+        // Unlocking cannot meaningfully fail; if it did, closing the handle releases it.
+        let _ = self.0.unlock();
+    }
+}
+
+impl Inner {
+    fn read_view(&self) -> RwLockReadGuard<'_, View> {
+        self.view
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_view(&self) -> RwLockWriteGuard<'_, View> {
+        self.view
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn poison_reason(&self) -> Option<String> {
+        let own = self
+            .poison
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        own.or_else(|| self.wal.poisoned())
+    }
+
+    /// Marks the instance unusable for writes after a failed sync.
+    fn poison(&self, reason: String) -> Error {
+        *self
+            .poison
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason.clone());
+        Error::Poisoned(reason)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.check_open()?;
+        match self.poison_reason() {
+            Some(reason) => Err(Error::Poisoned(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads a page: from the cache, else its WAL frames, else `pages.db`. With `cache`
+    /// false a missed page is not added to the cache (scans use this).
+    pub(crate) fn read_page(&self, id: PageId, cache: bool) -> Result<PageRef> {
+        if let Some(page) = self.pool.get(id) {
+            return Ok(page);
+        }
+        let mut attempt = 0;
+        loop {
+            let ticket = self.pool.ticket();
+            let result = {
+                let view = self.read_view();
+                match view.index.get(&id) {
+                    Some(frames) => self.rebuild_page(id, frames, view.cursor.salt),
+                    None => self.pages.read_verified(id),
+                }
+            };
+            match result {
+                Ok(page) if cache => return Ok(self.pool.fill(id, page, ticket)),
+                Ok(page) => return Ok(PageRef::uncached(Arc::new(page))),
+                Err(error) if attempt < READ_ATTEMPTS_MAX && touches_wal(&error) => {
+                    attempt += 1;
+                    self.refresh()?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Runs `operation` as one write transaction under the writer locks, commits it, and
+    /// makes it durable as the sync mode says.
+    fn write<T>(
+        &self,
+        operation: impl FnOnce(&mut Txn<'_>, &mut WriterState) -> Result<T>,
+    ) -> Result<T> {
+        self.check_writable()?;
+        let (value, lsn) = {
+            let mut writer = self.lock_writer();
+            let _lock = WalLock::take(&self.wal)?;
+            self.refresh()?;
+            self.ensure_wal_ready()?;
+            let alloc = self.read_view().alloc;
+            let mut txn = Txn::new(self, alloc);
+            let value = operation(&mut txn, &mut writer)?;
+            Inner::note_free_space(&mut writer.hints, txn.changed_pages());
+            (value, txn.commit()?)
+        };
+        self.make_durable(lsn)?;
+        self.maybe_checkpoint()?;
+        Ok(value)
+    }
+
+    fn make_durable(&self, lsn: Lsn) -> Result<()> {
+        let sync_now = match self.options.sync_mode {
+            SyncMode::Full => true,
+            SyncMode::Normal => {
+                let commits = self.commits_unsynced.fetch_add(1, Ordering::AcqRel) + 1;
+                commits >= self.options.normal_sync_commits
+            }
+        };
+        if sync_now {
+            self.commits_unsynced.store(0, Ordering::Release);
+            self.wal.sync_through(lsn)?;
+        }
+        Ok(())
+    }
+
+    fn maybe_checkpoint(&self) -> Result<()> {
+        let threshold = self.options.checkpoint_wal_bytes;
+        if threshold > 0 && self.read_view().wal_bytes() > threshold {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new life of the WAL if it has none usable (never initialised, or holding
+    /// only frames a checkpoint already covers). Caller holds the writer locks.
+    fn ensure_wal_ready(&self) -> Result<()> {
+        let mut view = self.write_view();
+        if view.wal_ready {
+            return Ok(());
+        }
+        let salt = next_salt(view.cursor.salt, view.meta);
+        let header = self.wal.reset(salt, view.meta.checkpoint_lsn)?;
+        *view = View::checkpointed(view.meta, Some(header));
+        Ok(())
+    }
+
+    /// Makes a just-appended commit visible here and announces it to other processes.
+    fn publish_commit(
+        &self,
+        frames: &[FrameInfo],
+        cursor: WalCursor,
+        alloc: AllocState,
+        pages: Vec<(PageId, Page)>,
+    ) -> Result<()> {
+        let mut view = self.write_view();
+        self.apply_committed(&mut view, frames, cursor, Some(alloc))?;
+        for (id, page) in pages {
+            self.pool.install(id, Arc::new(page), true);
+        }
+        drop(view);
+        self.shm.write(cursor.last_lsn.0)?;
+        self.shm_seen.store(cursor.last_lsn.0, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The salt of the next life of the WAL: derived (deterministically, so simulations
+/// replay) from the previous one and the checkpoint, and never equal to the previous.
+fn next_salt(previous: u32, meta: Meta) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&previous.to_le_bytes());
+    hasher.update(&meta.generation.to_le_bytes());
+    hasher.update(&meta.checkpoint_lsn.0.to_le_bytes());
+    let salt = hasher.finalize();
+    if salt == previous {
+        salt.wrapping_add(1)
+    } else {
+        salt
+    }
+}
+
+/// True for errors a concurrent WAL reset by another process can cause.
+fn touches_wal(error: &Error) -> bool {
+    match error {
+        Error::Corruption { file, .. } | Error::Io { file, .. } => file == WAL_FILE_NAME,
+        _ => false,
+    }
+}
+
+/// A crash-safe store of memory nodes in one database directory.
+///
+/// Thread-safe: share it (`&StorageEngine` or `Arc`) between threads. Several processes may
+/// open the same directory at once.
+#[derive(Debug)]
+pub struct StorageEngine {
+    inner: Inner,
+}
+
+impl StorageEngine {
+    /// Opens (creating if needed) the database in directory `path` with default options.
+    pub fn open(path: &Path) -> Result<StorageEngine> {
+        StorageEngine::open_with(path, Options::default())
+    }
+
+    /// Opens (creating if needed) the database in directory `path`.
+    pub fn open_with(path: &Path, options: Options) -> Result<StorageEngine> {
+        options.validate()?;
+        let vfs = Arc::clone(&options.vfs);
+        let dir_error =
+            |operation| move |source| Error::io(operation, path.display().to_string(), source);
+        vfs.create_dir_all(path)
+            .map_err(dir_error("create directory"))?;
+        let inner = Inner {
+            dir: path.to_path_buf(),
+            pages: PageFile::open(&*vfs, &path.join(PAGE_FILE_NAME))?,
+            wal: Wal::open(&*vfs, &path.join(WAL_FILE_NAME))?,
+            shm: SharedCounter::open(&*vfs, &path.join(SHM_FILE_NAME))?,
+            pool: BufferPool::new(options.buffer_pool_pages),
+            view: RwLock::new(View::checkpointed(initial_meta(), None)),
+            writer: Mutex::new(WriterState::default()),
+            shm_seen: AtomicU64::new(0),
+            commits_unsynced: AtomicU32::new(0),
+            closed: AtomicBool::new(false),
+            poison: Mutex::new(None),
+            options,
+        };
+        {
+            let _writer = inner.lock_writer();
+            let _lock = WalLock::take(&inner.wal)?;
+            if inner.pages.load_meta()?.is_none() {
+                inner.pages.write_meta(&initial_meta())?;
+            }
+            vfs.sync_dir(path).map_err(dir_error("sync directory"))?;
+            inner.refresh()?;
+            inner.ensure_wal_ready()?;
+            let last_lsn = inner.read_view().last_lsn();
+            // Frames found in the WAL may sit only in the page cache (a crashed writer
+            // never synced them): make them durable before claiming so in new frames.
+            inner
+                .wal
+                .sync_through(last_lsn)
+                .map_err(|error| inner.poison(error.to_string()))?;
+            inner.shm.write(last_lsn.0)?;
+            inner.shm_seen.store(last_lsn.0, Ordering::Release);
+        }
+        Ok(StorageEngine { inner })
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Stores a node; returns its handle. Durable on return in [`SyncMode::Full`].
+    pub fn store_memory(&self, node: &MemoryNode) -> Result<RecordId> {
+        let mut record = Vec::new();
+        encode_record(node, &mut record)?;
+        self.inner
+            .write(|txn, writer| txn.insert_record(&record, &mut writer.hints))
+    }
+
+    /// Stores several nodes atomically (all or none) in one commit; returns their handles
+    /// in order.
+    pub fn store_memory_batch(&self, nodes: &[MemoryNode]) -> Result<Vec<RecordId>> {
+        if nodes.len() > BATCH_NODES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "a batch of {} nodes is over the limit of {BATCH_NODES_MAX}",
+                nodes.len()
+            )));
+        }
+        let mut records = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let mut record = Vec::new();
+            encode_record(node, &mut record)?;
+            records.push(record);
+        }
+        self.inner.write(|txn, writer| {
+            records
+                .iter()
+                .map(|record| txn.insert_record(record, &mut writer.hints))
+                .collect()
+        })
+    }
+
+    /// Loads the node a handle names; [`Error::NotFound`] for a deleted or stale handle.
+    pub fn load_memory(&self, id: RecordId) -> Result<MemoryNode> {
+        self.inner.check_open()?;
+        self.inner.refresh_if_changed()?;
+        let bytes = self.inner.load_record_bytes(id, true)?;
+        decode_record(&bytes).map_err(|error| error.at(PAGE_FILE_NAME, id.page_id().offset()))
+    }
+
+    /// Replaces the node a handle names. The handle stays valid, even if the node grew past
+    /// what its page can hold.
+    pub fn update_memory(&self, id: RecordId, node: &MemoryNode) -> Result<()> {
+        self.inner.check_writable()?;
+        let mut record = Vec::new();
+        encode_record(node, &mut record)?;
+        self.inner
+            .write(|txn, writer| txn.update_record(id, &record, &mut writer.hints))
+    }
+
+    /// Deletes the node a handle names; later loads of the handle give [`Error::NotFound`].
+    pub fn delete_memory(&self, id: RecordId) -> Result<()> {
+        self.inner.write(|txn, _| txn.delete_record(id))
+    }
+
+    /// Streams every live node with its handle, page by page. Pages not already cached are
+    /// read without being cached, so a scan does not flush the working set.
+    pub fn scan_memories(&self) -> ScanIter<'_> {
+        ScanIter::new(&self.inner)
+    }
+
+    /// Writes every page changed since the last checkpoint into `pages.db`, makes it durable,
+    /// and empties the WAL.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.checkpoint()
+    }
+
+    /// Checkpoints and closes. Dropping the engine without `close` is safe too: every
+    /// acknowledged write is in the WAL and the next open finds it.
+    pub fn close(self) -> Result<()> {
+        self.inner.check_writable()?;
+        let result = self.inner.checkpoint();
+        self.inner.closed.store(true, Ordering::Release);
+        result
+    }
+
+    /// Buffer pool counters.
+    pub fn buffer_stats(&self) -> BufferStats {
+        self.inner.pool.stats()
+    }
+
+    /// Pages in the database file (meta pages included), as of the last commit seen.
+    pub fn page_count(&self) -> u64 {
+        self.inner.read_view().alloc.page_count
+    }
+
+    /// Bytes of WAL in use.
+    pub fn wal_bytes(&self) -> u64 {
+        self.inner.read_view().wal_bytes()
+    }
+
+    /// LSN of the last commit this instance knows of.
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner.read_view().last_lsn()
+    }
+}
+
+fn initial_meta() -> Meta {
+    Meta {
+        generation: 1,
+        checkpoint_lsn: Lsn(0),
+        alloc: AllocState::empty(),
+    }
+}

@@ -1,0 +1,117 @@
+//! Configuration of a [`crate::StorageEngine`], validated at open.
+
+use crate::error::{Error, Result};
+use crate::vfs::{RealFs, SharedVfs};
+use std::sync::Arc;
+
+/// When a commit is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// Every commit is durable when its call returns (one shared `fdatasync` per group of
+    /// concurrent commits).
+    #[default]
+    Full,
+    /// The WAL is synced every [`Options::normal_sync_commits`] commits, at checkpoints and at
+    /// close. A crash may lose the last commits, never corrupt the database.
+    Normal,
+}
+
+/// Default buffer pool size: 1024 pages of 64 KiB = 64 MiB.
+pub const BUFFER_POOL_PAGES_DEFAULT: usize = 1024;
+/// Default WAL size that triggers an automatic checkpoint.
+pub const CHECKPOINT_WAL_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Default number of commits between WAL syncs in [`SyncMode::Normal`].
+pub const NORMAL_SYNC_COMMITS_DEFAULT: u32 = 64;
+/// Smallest buffer pool accepted.
+pub const BUFFER_POOL_PAGES_MIN: usize = 4;
+
+/// Options for [`crate::StorageEngine::open_with`]. Build with the setters:
+///
+/// ```
+/// use mentedb_storage::{Options, SyncMode};
+/// let options = Options::default().buffer_pool_pages(256).sync_mode(SyncMode::Normal);
+/// assert_eq!(options.sync_mode_value(), SyncMode::Normal);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub(crate) buffer_pool_pages: usize,
+    pub(crate) sync_mode: SyncMode,
+    pub(crate) checkpoint_wal_bytes: u64,
+    pub(crate) normal_sync_commits: u32,
+    pub(crate) vfs: SharedVfs,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            buffer_pool_pages: BUFFER_POOL_PAGES_DEFAULT,
+            sync_mode: SyncMode::Full,
+            checkpoint_wal_bytes: CHECKPOINT_WAL_BYTES_DEFAULT,
+            normal_sync_commits: NORMAL_SYNC_COMMITS_DEFAULT,
+            vfs: Arc::new(RealFs::new()),
+        }
+    }
+}
+
+impl Options {
+    /// Buffer pool capacity in 64 KiB pages (at least [`BUFFER_POOL_PAGES_MIN`]).
+    pub fn buffer_pool_pages(mut self, pages: usize) -> Self {
+        self.buffer_pool_pages = pages;
+        self
+    }
+
+    /// When commits are durable.
+    pub fn sync_mode(mut self, mode: SyncMode) -> Self {
+        self.sync_mode = mode;
+        self
+    }
+
+    /// WAL size in bytes after which a commit runs a checkpoint; 0 disables automatic
+    /// checkpoints.
+    pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_wal_bytes = bytes;
+        self
+    }
+
+    /// Commits between WAL syncs in [`SyncMode::Normal`] (at least 1).
+    pub fn normal_sync_commits(mut self, commits: u32) -> Self {
+        self.normal_sync_commits = commits;
+        self
+    }
+
+    /// The filesystem to use (default: [`RealFs`]).
+    pub fn vfs(mut self, vfs: SharedVfs) -> Self {
+        self.vfs = vfs;
+        self
+    }
+
+    /// The configured sync mode.
+    pub fn sync_mode_value(&self) -> SyncMode {
+        self.sync_mode
+    }
+
+    /// The configured buffer pool capacity in pages.
+    pub fn buffer_pool_pages_value(&self) -> usize {
+        self.buffer_pool_pages
+    }
+
+    /// The configured automatic checkpoint threshold in WAL bytes.
+    pub fn checkpoint_wal_bytes_value(&self) -> u64 {
+        self.checkpoint_wal_bytes
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.buffer_pool_pages < BUFFER_POOL_PAGES_MIN {
+            return Err(Error::InvalidArgument(format!(
+                "buffer pool of {} pages is below the minimum of {BUFFER_POOL_PAGES_MIN}",
+                self.buffer_pool_pages
+            )));
+        }
+        if self.normal_sync_commits == 0 {
+            return Err(Error::InvalidArgument(
+                "normal_sync_commits must be at least 1".to_string(),
+            ));
+        }
+        Ok(())
+    }
+}

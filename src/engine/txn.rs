@@ -1,0 +1,293 @@
+//! Write transactions: private working copies of pages, allocation, and commit.
+//!
+//! A transaction copies each page it changes (copy-on-write: readers keep seeing the
+//! committed version until commit installs the new one). Nothing is visible or logged
+//! before [`Txn::commit`], so a transaction that fails changes nothing.
+//!
+//! Commit logs each changed page as one frame: a full image if the WAL holds no image of
+//! the page yet (its first change since the checkpoint: that image is what repairs a torn
+//! write of the page in `pages.db`) or if the delta would be large, else the changed byte
+//! ranges. A commit frame carrying the new allocation state ends the transaction. All
+//! frames go out in one write.
+
+use super::Inner;
+use crate::buffer::PageRef;
+use crate::error::{Error, Result};
+use crate::page::{
+    Lsn, PAGE_ID_MAX, PAGE_SIZE, Page, PageId, PageType, delta_len, encode_delta, page_diff,
+};
+use crate::pager::{AllocState, FIRST_DATA_PAGE, PAGE_FILE_NAME};
+use crate::wal::format::{FrameSpec, encode_frame, parse_frame};
+use crate::wal::{FrameInfo, WalCursor, WalEntryType};
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Pages one transaction may change (a 64 MiB record needs about 1,030).
+pub const TXN_PAGES_MAX: usize = 4096;
+
+/// A page the transaction changes: the committed version it started from and its copy.
+#[derive(Debug)]
+struct TxPage {
+    base: Option<Arc<Page>>,
+    page: Page,
+}
+
+/// A page read inside a transaction: its own copy if it changed it, else the shared one.
+pub(crate) enum TxRead<'a> {
+    Working(&'a Page),
+    Shared(PageRef),
+}
+
+impl Deref for TxRead<'_> {
+    type Target = Page;
+    fn deref(&self) -> &Page {
+        match self {
+            TxRead::Working(page) => page,
+            TxRead::Shared(page) => page,
+        }
+    }
+}
+
+/// One write transaction. Created under the writer lock by [`Inner::write`].
+pub(crate) struct Txn<'a> {
+    pub inner: &'a Inner,
+    pub alloc: AllocState,
+    pages: BTreeMap<PageId, TxPage>,
+}
+
+impl<'a> Txn<'a> {
+    pub fn new(inner: &'a Inner, alloc: AllocState) -> Txn<'a> {
+        Txn {
+            inner,
+            alloc,
+            pages: BTreeMap::new(),
+        }
+    }
+
+    /// Reads a page as this transaction sees it.
+    pub fn read(&self, id: PageId) -> Result<TxRead<'_>> {
+        if let Some(tx_page) = self.pages.get(&id) {
+            return Ok(TxRead::Working(&tx_page.page));
+        }
+        self.check_in_file(id)?;
+        Ok(TxRead::Shared(self.inner.read_page(id, true)?))
+    }
+
+    /// The transaction's own copy of a page, made on first use.
+    pub fn page_mut(&mut self, id: PageId) -> Result<&mut Page> {
+        if !self.pages.contains_key(&id) {
+            self.check_in_file(id)?;
+            self.check_page_budget()?;
+            let base = self.inner.read_page(id, true)?;
+            let page = Page::clone(&base);
+            self.pages.insert(
+                id,
+                TxPage {
+                    base: Some(Arc::clone(base.arc())),
+                    page,
+                },
+            );
+        }
+        match self.pages.get_mut(&id) {
+            Some(tx_page) => Ok(&mut tx_page.page),
+            None => unreachable!("inserted above"),
+        }
+    }
+
+    fn check_in_file(&self, id: PageId) -> Result<()> {
+        if id < FIRST_DATA_PAGE || id.0 >= self.alloc.page_count {
+            return Err(Error::corruption(
+                PAGE_FILE_NAME,
+                id.offset(),
+                format!(
+                    "{id} is outside the {} pages of the file",
+                    self.alloc.page_count
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_page_budget(&self) -> Result<()> {
+        if self.pages.len() >= TXN_PAGES_MAX {
+            return Err(Error::TooLarge {
+                what: "transaction",
+                size: (self.pages.len() * PAGE_SIZE) as u64,
+                limit: (TXN_PAGES_MAX * PAGE_SIZE) as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Allocates a page of `page_type`, reusing the free list first.
+    pub fn allocate(&mut self, page_type: PageType) -> Result<PageId> {
+        self.check_page_budget()?;
+        let id = if self.alloc.free_head.0 != 0 {
+            self.pop_free_page()?
+        } else {
+            let id = PageId(self.alloc.page_count);
+            if id.0 > PAGE_ID_MAX {
+                return Err(Error::TooLarge {
+                    what: "page file",
+                    size: id.offset(),
+                    limit: PAGE_ID_MAX * PAGE_SIZE as u64,
+                });
+            }
+            self.alloc.page_count += 1;
+            id
+        };
+        let base = self.pages.remove(&id).and_then(|tx_page| tx_page.base);
+        let page = Page::new(id, page_type);
+        self.pages.insert(id, TxPage { base, page });
+        Ok(id)
+    }
+
+    fn pop_free_page(&mut self) -> Result<PageId> {
+        let id = self.alloc.free_head;
+        let free = self.read(id)?;
+        let next = free.next();
+        if free.page_type() != Some(PageType::Free)
+            || (next.0 != 0 && (next < FIRST_DATA_PAGE || next.0 >= self.alloc.page_count))
+            || self.alloc.free_count == 0
+        {
+            return Err(Error::corruption(
+                PAGE_FILE_NAME,
+                id.offset(),
+                format!("free list head {id} is not a valid free page"),
+            ));
+        }
+        drop(free);
+        self.alloc.free_head = next;
+        self.alloc.free_count -= 1;
+        Ok(id)
+    }
+
+    /// Puts a page on the free list.
+    pub fn free(&mut self, id: PageId) -> Result<()> {
+        assert!(id >= FIRST_DATA_PAGE, "meta pages are never freed");
+        self.page_mut(id)?;
+        let mut page = Page::new(id, PageType::Free);
+        page.set_next(self.alloc.free_head);
+        if let Some(tx_page) = self.pages.get_mut(&id) {
+            tx_page.page = page;
+        }
+        self.alloc.free_head = id;
+        self.alloc.free_count += 1;
+        Ok(())
+    }
+
+    /// Pages changed by this transaction, for free-space bookkeeping after commit.
+    pub fn changed_pages(&self) -> impl Iterator<Item = (&PageId, &Page)> {
+        self.pages.iter().map(|(id, tx_page)| (id, &tx_page.page))
+    }
+
+    /// Logs the transaction, makes it visible in this process and publishes it to the
+    /// others. Returns the commit LSN (durable only after `Wal::sync_through`). The caller
+    /// holds the writer lock, so the view's cursor cannot move underneath.
+    pub fn commit(mut self) -> Result<Lsn> {
+        let durable_lsn = self.inner.wal.durable_lsn();
+        let (cursor, logged): (WalCursor, Vec<bool>) = {
+            let view = self.inner.read_view();
+            let logged = self
+                .pages
+                .keys()
+                .map(|id| view.index.contains_key(id))
+                .collect();
+            (view.cursor, logged)
+        };
+        let mut encoder = FrameEncoder::new(cursor, durable_lsn);
+        for ((id, tx_page), logged) in self.pages.iter_mut().zip(logged) {
+            encoder.add_page(*id, tx_page, logged);
+        }
+        let alloc = self.alloc.encode();
+        encoder.add(WalEntryType::Commit, PageId(0), &alloc);
+        let (bytes, frames, new_cursor) = encoder.finish();
+        self.inner
+            .wal
+            .append(cursor.end, &bytes, new_cursor.last_lsn)?;
+        let installed: Vec<(PageId, Page)> = self
+            .pages
+            .into_iter()
+            .filter(|(_, tx_page)| tx_page.page.lsn() > cursor.last_lsn)
+            .map(|(id, tx_page)| (id, tx_page.page))
+            .collect();
+        self.inner
+            .publish_commit(&frames, new_cursor, self.alloc, installed)?;
+        Ok(new_cursor.last_lsn)
+    }
+}
+
+/// Builds the frames of one commit.
+struct FrameEncoder {
+    cursor: WalCursor,
+    durable_lsn: Lsn,
+    bytes: Vec<u8>,
+    frames: Vec<FrameInfo>,
+}
+
+impl FrameEncoder {
+    fn new(cursor: WalCursor, durable_lsn: Lsn) -> FrameEncoder {
+        FrameEncoder {
+            cursor,
+            durable_lsn,
+            bytes: Vec::with_capacity(16 * 1024),
+            frames: Vec::new(),
+        }
+    }
+
+    /// Adds the frame for a changed page (nothing if the page did not change).
+    fn add_page(&mut self, id: PageId, tx_page: &mut TxPage, logged_since_checkpoint: bool) {
+        let ranges = match &tx_page.base {
+            Some(base) if logged_since_checkpoint => {
+                let ranges = page_diff(base, &tx_page.page);
+                if ranges.is_empty() {
+                    return;
+                }
+                Some(ranges).filter(|ranges| delta_len(ranges) < PAGE_SIZE / 2)
+            }
+            _ => None,
+        };
+        let lsn = self.cursor.last_lsn.next();
+        tx_page.page.set_lsn(lsn);
+        match ranges {
+            Some(ranges) => {
+                let payload = encode_delta(&tx_page.page, &ranges);
+                self.add(WalEntryType::PageDelta, id, &payload);
+            }
+            None => self.add(WalEntryType::PageImage, id, &tx_page.page.bytes()[..]),
+        }
+    }
+
+    fn add(&mut self, kind: WalEntryType, page: PageId, payload: &[u8]) {
+        let lsn = self.cursor.last_lsn.next();
+        let start = self.bytes.len();
+        let spec = FrameSpec {
+            lsn,
+            durable_lsn: self.durable_lsn,
+            kind,
+            page,
+            payload,
+        };
+        let crc = encode_frame(
+            &mut self.bytes,
+            self.cursor.salt,
+            self.cursor.prev_crc,
+            spec,
+        );
+        let offset = self.cursor.end;
+        let frame = match parse_frame(&self.bytes[start..], offset, self.cursor.salt) {
+            Ok(frame) => frame,
+            Err(error) => panic!("a frame just encoded does not parse: {error}"),
+        };
+        assert_eq!((frame.crc, frame.lsn, frame.page), (crc, lsn, page));
+        self.frames.push(frame);
+        self.cursor.end += frame.total_len as u64;
+        self.cursor.prev_crc = crc;
+        self.cursor.last_lsn = lsn;
+    }
+
+    fn finish(self) -> (Vec<u8>, Vec<FrameInfo>, WalCursor) {
+        (self.bytes, self.frames, self.cursor)
+    }
+}

@@ -1,0 +1,339 @@
+//! The view: what this process knows of the shared database state, and how it catches up.
+//!
+//! Between checkpoints the newest version of a changed page lives in the WAL, not in
+//! `pages.db` (readers find it through the WAL index, SQLite's idea): the view keeps, for
+//! each page changed since the last checkpoint, its frames (the full image first, then the
+//! deltas). A page is read from its WAL frames if it has any, else from `pages.db`.
+//!
+//! Other processes append to the same WAL. The view catches up ([`Inner::refresh`]) by
+//! scanning the frames committed since its cursor: each names the page it changed, so
+//! exactly those cached pages are dropped. If the WAL's salt changed, another process
+//! checkpointed and reset the log, and the whole view and cache are reloaded.
+//!
+//! Readers learn that something changed from the shared counter file `wal.shm`: writers
+//! store their last committed LSN there (no sync; it only signals change), so a reader pays
+//! one small `pread` per operation instead of a WAL scan.
+
+use super::Inner;
+use crate::error::{Error, Result};
+use crate::page::{Lsn, Page, PageId, apply_delta};
+use crate::pager::{AllocState, Meta, PAGE_FILE_NAME};
+use crate::vfs::{OpenMode, Vfs, VfsFile};
+use crate::wal::{FrameInfo, ScanStop, WAL_FILE_NAME, WalCursor, WalEntryType, WalHeader};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Name of the shared change counter inside the database directory.
+pub const SHM_FILE_NAME: &str = "wal.shm";
+/// How often a full reload retries when it meets a checkpoint in progress elsewhere.
+const RELOAD_ATTEMPTS_MAX: u32 = 64;
+
+/// What this process knows of the database.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    /// End of the committed WAL as known here.
+    pub cursor: WalCursor,
+    /// False when the WAL has no valid header yet; writers reset it before appending.
+    pub wal_ready: bool,
+    /// The newest meta page read.
+    pub meta: Meta,
+    /// Current allocation state (from the last commit, or the meta page).
+    pub alloc: AllocState,
+    /// Pages changed since the checkpoint, with their frames (image first).
+    pub index: HashMap<PageId, Vec<FrameInfo>>,
+}
+
+impl View {
+    /// A view of a database whose WAL holds nothing beyond the checkpoint in `meta`.
+    pub fn checkpointed(meta: Meta, header: Option<WalHeader>) -> View {
+        let cursor = match header {
+            Some(header) => WalCursor::at_start(header),
+            None => WalCursor::at_start(WalHeader {
+                salt: 0,
+                base_lsn: meta.checkpoint_lsn,
+                crc: 0,
+            }),
+        };
+        View {
+            cursor,
+            wal_ready: header.is_some_and(|header| header.base_lsn == meta.checkpoint_lsn),
+            meta,
+            alloc: meta.alloc,
+            index: HashMap::new(),
+        }
+    }
+
+    /// Highest LSN committed to the database as known here.
+    pub fn last_lsn(&self) -> Lsn {
+        self.cursor.last_lsn.max(self.meta.checkpoint_lsn)
+    }
+
+    /// Bytes of WAL in use.
+    pub fn wal_bytes(&self) -> u64 {
+        self.cursor.end
+    }
+
+    /// Adds committed frames to the index; returns the pages they change.
+    fn index_frames(&mut self, frames: &[FrameInfo]) -> Result<Vec<PageId>> {
+        let mut touched = Vec::new();
+        for frame in frames {
+            match frame.kind {
+                WalEntryType::PageImage => {
+                    self.index.insert(frame.page, vec![*frame]);
+                    touched.push(frame.page);
+                }
+                WalEntryType::PageDelta => match self.index.get_mut(&frame.page) {
+                    Some(frames) => {
+                        frames.push(*frame);
+                        touched.push(frame.page);
+                    }
+                    None => {
+                        return Err(Error::corruption(
+                            WAL_FILE_NAME,
+                            frame.offset,
+                            format!("delta for {} without a page image", frame.page),
+                        ));
+                    }
+                },
+                WalEntryType::Commit => {}
+            }
+        }
+        Ok(touched)
+    }
+}
+
+/// The shared change counter `wal.shm`: `lsn u64, crc u32` of the last commit.
+#[derive(Debug)]
+pub(crate) struct SharedCounter {
+    file: Box<dyn VfsFile>,
+}
+
+impl SharedCounter {
+    pub fn open(vfs: &dyn Vfs, path: &Path) -> Result<SharedCounter> {
+        let file = vfs
+            .open_file(path, OpenMode::CreateOrOpen)
+            .map_err(|source| Error::io("open", SHM_FILE_NAME, source))?;
+        Ok(SharedCounter { file })
+    }
+
+    /// The stored value, or 0 if it is missing or torn (any change still reads as change).
+    pub fn read(&self) -> Result<u64> {
+        let mut bytes = [0u8; 12];
+        let count = self
+            .file
+            .read_at(&mut bytes, 0)
+            .map_err(|source| Error::io("read", SHM_FILE_NAME, source))?;
+        if count < bytes.len() {
+            return Ok(0);
+        }
+        let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if crc != crc32fast::hash(&bytes[..8]) {
+            return Ok(0);
+        }
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&bytes[..8]);
+        Ok(u64::from_le_bytes(raw))
+    }
+
+    /// Publishes a new value (page cache only; never synced).
+    pub fn write(&self, value: u64) -> Result<()> {
+        let mut bytes = [0u8; 12];
+        bytes[..8].copy_from_slice(&value.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..8]);
+        bytes[8..].copy_from_slice(&crc.to_le_bytes());
+        self.file
+            .write_all_at(&bytes, 0)
+            .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
+    }
+}
+
+impl Inner {
+    /// Catches up with commits of other processes if the shared counter moved.
+    pub(crate) fn refresh_if_changed(&self) -> Result<()> {
+        let published = self.shm.read()?;
+        if published == self.shm_seen.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        self.refresh_with(published)
+    }
+
+    /// Catches up with every commit in the WAL (writers call this under the WAL lock).
+    pub(crate) fn refresh(&self) -> Result<()> {
+        let published = self.shm.read()?;
+        self.refresh_with(published)
+    }
+
+    fn refresh_with(&self, published: u64) -> Result<()> {
+        let mut view = self.write_view();
+        let header = self.wal.read_header()?;
+        let same_life = header.is_some_and(|header| {
+            view.wal_ready
+                && header.salt == view.cursor.salt
+                && header.base_lsn == view.cursor.base_lsn
+        });
+        if same_life {
+            self.catch_up(&mut view)?;
+        } else {
+            self.reload(&mut view)?;
+        }
+        self.shm_seen
+            .store(published, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Applies the frames committed after the view's cursor.
+    fn catch_up(&self, view: &mut View) -> Result<()> {
+        let scan = self.wal.scan_after(&view.cursor)?;
+        if let ScanStop::Corruption { offset, detail } = &scan.stop {
+            return Err(Error::corruption(WAL_FILE_NAME, *offset, detail.clone()));
+        }
+        let committed = &scan.frames[..scan.committed_frames];
+        let cursor = view.cursor.after(&scan);
+        self.apply_committed(view, committed, cursor, None)
+    }
+
+    /// Adds committed frames to the view (once: frames at or below the cursor are already
+    /// in), drops the cached copies of the pages they change, and takes the allocation
+    /// state from `alloc` or else from the last commit frame.
+    pub(crate) fn apply_committed(
+        &self,
+        view: &mut View,
+        frames: &[FrameInfo],
+        cursor: WalCursor,
+        alloc: Option<AllocState>,
+    ) -> Result<()> {
+        if cursor.last_lsn <= view.cursor.last_lsn {
+            return Ok(());
+        }
+        let touched = view.index_frames(frames)?;
+        for page in touched {
+            self.pool.invalidate(page);
+        }
+        let alloc = match (alloc, frames.last()) {
+            (Some(alloc), _) => alloc,
+            (None, Some(last)) => self.read_alloc(cursor.salt, last)?,
+            (None, None) => view.alloc,
+        };
+        view.alloc = alloc;
+        view.cursor = cursor;
+        Ok(())
+    }
+
+    fn read_alloc(&self, salt: u32, commit: &FrameInfo) -> Result<AllocState> {
+        let entry = self.wal.read_entry(salt, commit)?;
+        AllocState::decode(&entry.payload).map_err(|error| error.at(WAL_FILE_NAME, commit.offset))
+    }
+
+    /// Rebuilds the view from the meta page and the whole WAL, and empties the cache.
+    fn reload(&self, view: &mut View) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            let meta = self.pages.load_meta()?.ok_or_else(|| {
+                Error::corruption(
+                    PAGE_FILE_NAME,
+                    0,
+                    "no valid meta page in an initialised database",
+                )
+            })?;
+            let header = self.wal.read_header()?;
+            match self.load_view(meta, header) {
+                Ok(loaded) => {
+                    *view = loaded;
+                    self.pool.clear();
+                    return Ok(());
+                }
+                Err(Reload::Retry(_)) if attempt < RELOAD_ATTEMPTS_MAX => {
+                    attempt += 1;
+                    std::thread::yield_now();
+                }
+                Err(Reload::Retry(error) | Reload::Fail(error)) => return Err(error),
+            }
+        }
+    }
+
+    fn load_view(&self, meta: Meta, header: Option<WalHeader>) -> Result<View, Reload> {
+        let Some(header) = header else {
+            return Ok(View::checkpointed(meta, None));
+        };
+        let mut view = View::checkpointed(meta, Some(header));
+        let scan = self.wal.scan_after(&view.cursor).map_err(Reload::Fail)?;
+        if let ScanStop::Corruption { offset, detail } = &scan.stop {
+            return Err(Reload::Fail(Error::corruption(
+                WAL_FILE_NAME,
+                *offset,
+                detail.clone(),
+            )));
+        }
+        if header.base_lsn > meta.checkpoint_lsn {
+            return Err(Reload::Retry(Error::corruption(
+                PAGE_FILE_NAME,
+                0,
+                format!(
+                    "the WAL starts after LSN {} but the newest meta page has checkpoint LSN {}",
+                    header.base_lsn.0, meta.checkpoint_lsn.0
+                ),
+            )));
+        }
+        if scan.committed_lsn <= meta.checkpoint_lsn {
+            view.cursor = view.cursor.after(&scan);
+            return Ok(view);
+        }
+        if header.base_lsn != meta.checkpoint_lsn {
+            return Err(Reload::Fail(Error::corruption(
+                WAL_FILE_NAME,
+                0,
+                format!(
+                    "WAL from LSN {} to {} straddles the checkpoint at LSN {}",
+                    header.base_lsn.0, scan.committed_lsn.0, meta.checkpoint_lsn.0
+                ),
+            )));
+        }
+        let committed = &scan.frames[..scan.committed_frames];
+        let cursor = view.cursor.after(&scan);
+        self.apply_committed(&mut view, committed, cursor, None)
+            .map_err(Reload::Fail)?;
+        Ok(view)
+    }
+
+    /// Rebuilds a page from its WAL frames: the image, then each newer delta in LSN order
+    /// (a delta at or below the page's LSN is already in, which keeps redo idempotent).
+    pub(crate) fn rebuild_page(&self, id: PageId, frames: &[FrameInfo], salt: u32) -> Result<Page> {
+        let Some((image_frame, deltas)) = frames.split_first() else {
+            return Err(Error::corruption(
+                WAL_FILE_NAME,
+                0,
+                format!("no frames for {id}"),
+            ));
+        };
+        let at = |frame: &FrameInfo| {
+            let offset = frame.offset;
+            move |error: crate::error::DecodeError| error.at(WAL_FILE_NAME, offset)
+        };
+        let image = self.wal.read_entry(salt, image_frame)?;
+        let mut page = Page::from_bytes(&image.payload).map_err(at(image_frame))?;
+        if page.id() != id || page.lsn() != image_frame.lsn {
+            return Err(Error::corruption(
+                WAL_FILE_NAME,
+                image_frame.offset,
+                format!("image of {id} holds {} at LSN {}", page.id(), page.lsn().0),
+            ));
+        }
+        for delta in deltas {
+            if delta.lsn <= page.lsn() {
+                continue;
+            }
+            let entry = self.wal.read_entry(salt, delta)?;
+            apply_delta(&mut page, &entry.payload).map_err(at(delta))?;
+            page.set_lsn(delta.lsn);
+        }
+        Ok(page)
+    }
+}
+
+/// Outcome of one reload attempt that did not succeed.
+enum Reload {
+    /// The meta page and WAL disagree in a way a concurrent checkpoint explains.
+    Retry(Error),
+    /// A real error.
+    Fail(Error),
+}
