@@ -1,0 +1,160 @@
+//! Group commit: concurrent durable committers share one `fdatasync` of the WAL instead of
+//! issuing one each, and every one of them is still durable on return.
+
+use mentedb_storage::vfs::{LockMode, MemFs, OpenMode, Vfs, VfsFile};
+use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, StorageEngine};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A MemFs whose WAL syncs take a millisecond and are counted.
+#[derive(Debug)]
+struct SlowSyncFs {
+    inner: MemFs,
+    wal_syncs: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct SlowSyncFile {
+    inner: Box<dyn VfsFile>,
+    counter: Option<Arc<AtomicU64>>,
+}
+
+impl Vfs for SlowSyncFs {
+    fn open_file(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>> {
+        let is_wal = path.file_name().is_some_and(|name| name == "wal.log");
+        Ok(Box::new(SlowSyncFile {
+            inner: self.inner.open_file(path, mode)?,
+            counter: is_wal.then(|| Arc::clone(&self.wal_syncs)),
+        }))
+    }
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        self.inner.list_dir(path)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        self.inner.exists(path)
+    }
+}
+
+impl VfsFile for SlowSyncFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.inner.write_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        if let Some(counter) = &self.counter {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.inner.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn lock(&self, mode: LockMode) -> io::Result<()> {
+        self.inner.lock(mode)
+    }
+    fn try_lock(&self, mode: LockMode) -> io::Result<bool> {
+        self.inner.try_lock(mode)
+    }
+    fn unlock(&self) -> io::Result<()> {
+        self.inner.unlock()
+    }
+}
+
+#[test]
+fn concurrent_durable_stores_share_fdatasyncs_and_all_survive_a_crash() {
+    const THREADS: usize = 8;
+    const STORES_PER_THREAD: usize = 50;
+    let memfs = MemFs::new();
+    let wal_syncs = Arc::new(AtomicU64::new(0));
+    let vfs = Arc::new(SlowSyncFs {
+        inner: memfs.clone(),
+        wal_syncs: Arc::clone(&wal_syncs),
+    });
+    let dir = Path::new("/group-commit");
+    let engine = StorageEngine::open_with(dir, Options::default().vfs(vfs)).expect("open");
+    let syncs_at_start = wal_syncs.load(Ordering::SeqCst);
+    let stored: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let engine = &engine;
+                scope.spawn(move || {
+                    (0..STORES_PER_THREAD)
+                        .map(|index| {
+                            let content = format!("thread {thread} store {index}");
+                            let node = MemoryNode::new(
+                                AgentId::new(),
+                                MemoryType::Working,
+                                content,
+                                vec![0.25; 64],
+                            );
+                            (engine.store_memory(&node).expect("store"), node)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("worker"))
+            .collect()
+    });
+    let commits = (THREADS * STORES_PER_THREAD) as u64;
+    let syncs = wal_syncs.load(Ordering::SeqCst) - syncs_at_start;
+    assert!(syncs >= 1);
+    assert!(
+        syncs <= commits / 2,
+        "{syncs} WAL syncs for {commits} concurrent commits: committers did not share syncs"
+    );
+    drop(engine);
+    let reopened =
+        StorageEngine::open_with(dir, Options::default().vfs(Arc::new(memfs))).expect("reopen");
+    for (id, node) in stored {
+        assert_eq!(reopened.load_memory(id).expect("load"), node);
+    }
+}
+
+#[test]
+fn normal_sync_mode_syncs_the_wal_once_per_configured_number_of_commits() {
+    let wal_syncs = Arc::new(AtomicU64::new(0));
+    let vfs = Arc::new(SlowSyncFs {
+        inner: MemFs::new(),
+        wal_syncs: Arc::clone(&wal_syncs),
+    });
+    let options = Options::default()
+        .vfs(vfs)
+        .sync_mode(mentedb_storage::SyncMode::Normal)
+        .normal_sync_commits(10);
+    let engine = StorageEngine::open_with(Path::new("/normal"), options).expect("open");
+    let syncs_at_start = wal_syncs.load(Ordering::SeqCst);
+    for index in 0..100 {
+        let node = MemoryNode::new(
+            AgentId::new(),
+            MemoryType::Working,
+            format!("n{index}"),
+            vec![],
+        );
+        engine.store_memory(&node).expect("store");
+    }
+    assert_eq!(wal_syncs.load(Ordering::SeqCst) - syncs_at_start, 10);
+}
