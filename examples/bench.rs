@@ -70,10 +70,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn bench_root() -> PathBuf {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--dir" {
-            if let Some(dir) = args.next() {
-                return PathBuf::from(dir);
-            }
+        if arg == "--dir"
+            && let Some(dir) = args.next()
+        {
+            return PathBuf::from(dir);
         }
     }
     std::env::current_dir()

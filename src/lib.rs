@@ -43,27 +43,16 @@
 //! # Ok::<(), mentedb_storage::Error>(())
 //! ```
 
-/// Fixed capacity page cache with CLOCK eviction.
 pub mod buffer;
-/// Unified storage facade for memory persistence.
 pub mod engine;
-/// The error type.
 pub mod error;
-/// Memory nodes and their record encoding.
 pub mod memory;
-/// 64 KiB pages: header, checksum, deltas.
 pub mod page;
-/// The page file: meta pages, allocation state, checked page I/O.
 pub mod pager;
-/// Record handles.
 pub mod record_id;
-/// The slotted layout of data pages.
 pub mod slotted;
-/// Identifiers and timestamps.
 pub mod types;
-/// The filesystem boundary.
 pub mod vfs;
-/// Append only write ahead log with CRC checks and LZ4 compression.
 pub mod wal;
 
 // Re-export key types at crate root for convenience.

@@ -2,7 +2,7 @@
 //! nodes, and owns recovery, checkpoints and the multi-process protocol.
 //!
 //! # Durability
-//! A write runs as a transaction ([`txn`]): its pages are logged to the WAL, one commit
+//! A write runs as a transaction (module `txn`): its pages are logged to the WAL, one commit
 //! frame ends it, and in [`SyncMode::Full`] the call returns only after an `fdatasync`
 //! covering it (shared with concurrent committers). `pages.db` is written only by
 //! checkpoints: changed pages live in the WAL until then (the view's index says where),

@@ -19,7 +19,9 @@
 //!   semantics): the engine treats the first failure as fatal for the instance.
 //! - Locks are advisory `flock(2)` locks held per open handle: two handles on the same file
 //!   conflict even in one process, and every lock of a handle is released when it is dropped
-//!   (or its process dies).
+//!   (or its process dies). Changing a held lock's mode is not atomic (as with `flock`): the
+//!   old lock is dropped first, so a failed `try_lock` upgrade leaves the handle unlocked.
+//!   The engine never upgrades: it takes the exclusive lock from no lock.
 //! - Paths are the engine's own names joined to the database directory; a `Vfs` may treat
 //!   them as opaque keys.
 

@@ -1,7 +1,7 @@
 //! The write-ahead log `wal.log`: appends, group commit, reset, and reading frames back.
 //!
 //! The byte format and the scan that finds where the log ends are pure functions in
-//! [`format`]. This module owns the file handle and the durability bookkeeping:
+//! [`format`](mod@format). This module owns the file handle and the durability bookkeeping:
 //! - Appends are O(1): the writer keeps a [`WalCursor`] (end offset, last CRC, last LSN)
 //!   and never rescans the log to find where to write.
 //! - Group commit: [`Wal::sync_through`] makes an LSN durable; concurrent committers wait
