@@ -1,0 +1,1 @@
+//! Deterministic simulation for `mentedb-storage` (work in progress: see issue 3).
