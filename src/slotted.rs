@@ -298,6 +298,13 @@ pub fn replace(page: &mut Page, index: u32, payload: SlotPayload<'_>) -> Result<
         return Ok(false);
     }
     release_inline(page, slot);
+    // The old bytes are dead now: the slot must not point at them while placing the new
+    // bytes compacts the page.
+    let vacated = Slot {
+        content: SlotContent::Free,
+        ..slot
+    };
+    write_slot(page, index, vacated);
     let content = place_payload(page, payload);
     write_slot(page, index, Slot { content, ..slot });
     Ok(true)
@@ -490,6 +497,26 @@ mod tests {
         assert_eq!(page, before, "a refused replace changes nothing");
         assert!(replace(&mut page, slot, SlotPayload::Inline(&[6u8; 10])).expect("ok"));
         assert_eq!(read_slot(&page, slot).expect("slot").generation, generation);
+    }
+
+    /// Regression: `replace` left the slot pointing at its released bytes, so a compaction
+    /// triggered by the new bytes counted and moved the dead record ("live bytes drifted").
+    #[test]
+    fn replace_that_needs_compaction_keeps_every_record() {
+        let mut page = new_data_page(PageId(2));
+        let mut slots = Vec::new();
+        while let Some((slot, _)) = insert(&mut page, SlotPayload::Inline(&[9u8; 3000]), false) {
+            slots.push(slot);
+        }
+        remove(&mut page, slots[0]).expect("remove");
+        remove(&mut page, slots[2]).expect("remove");
+        let grown = vec![8u8; 7000];
+        assert!(replace(&mut page, slots[1], SlotPayload::Inline(&grown)).expect("ok"));
+        assert_eq!(inline_record(&page, slots[1]), grown);
+        for kept in &slots[3..] {
+            assert_eq!(inline_record(&page, *kept), vec![9u8; 3000]);
+        }
+        check_data_page(&page).expect("valid");
     }
 
     #[test]

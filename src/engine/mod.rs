@@ -25,12 +25,14 @@
 //! [`Error::Poisoned`]; reopen to recover. A failed operation changes nothing.
 
 mod checkpoint;
+mod integrity;
 mod options;
 mod records;
 mod scan;
 mod txn;
 mod view;
 
+pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use options::{
     BUFFER_POOL_PAGES_DEFAULT, BUFFER_POOL_PAGES_MIN, CHECKPOINT_WAL_BYTES_DEFAULT,
     NORMAL_SYNC_COMMITS_DEFAULT, Options, SyncMode,
@@ -416,6 +418,13 @@ impl StorageEngine {
         let result = self.inner.checkpoint();
         self.inner.closed.store(true, Ordering::Release);
         result
+    }
+
+    /// Verifies every page and that every page is accounted for exactly once (data, owned
+    /// overflow, or on the free list). Corruption is reported in the result; `Err` only for
+    /// I/O failures or a closed engine.
+    pub fn check_integrity(&self) -> Result<IntegrityReport> {
+        self.inner.check_integrity()
     }
 
     /// Buffer pool counters.
