@@ -1,0 +1,148 @@
+//! Handles: stable while a node grows past its page and back, and a stale handle (deleted,
+//! or its slot reused) gives `NotFound`, never another node.
+
+use mentedb_storage::vfs::MemFs;
+use mentedb_storage::{
+    AgentId, Error, MemoryNode, MemoryType, Options, PageId, RecordId, StorageEngine,
+};
+use std::path::Path;
+use std::sync::Arc;
+
+fn node(label: &str, content_len: usize) -> MemoryNode {
+    MemoryNode::new(
+        AgentId::new(),
+        MemoryType::Procedural,
+        format!("{label}:") + &"h".repeat(content_len),
+        vec![1.5; 384],
+    )
+}
+
+fn open(vfs: &Arc<MemFs>, dir: &str) -> StorageEngine {
+    StorageEngine::open_with(Path::new(dir), Options::default().vfs(vfs.clone())).expect("open")
+}
+
+#[test]
+fn handle_stays_valid_as_a_node_grows_past_its_page_and_back() {
+    let vfs = Arc::new(MemFs::new());
+    let engine = open(&vfs, "/grow");
+    let neighbours: Vec<(RecordId, MemoryNode)> = (0..25)
+        .map(|index| {
+            let node = node(&format!("neighbour {index}"), 1_500);
+            (engine.store_memory(&node).expect("store"), node)
+        })
+        .collect();
+    let id = neighbours[10].0;
+    let mut current = neighbours[10].1.clone();
+    for content_len in [12_000, 40_000, 200_000, 1_000, 15_000, 10] {
+        current = node("grown", content_len);
+        engine.update_memory(id, &current).expect("update");
+        assert_eq!(
+            engine.load_memory(id).expect("load"),
+            current,
+            "after growing to {content_len}"
+        );
+    }
+    for (neighbour, expected) in neighbours.iter().filter(|(other, _)| *other != id) {
+        assert_eq!(
+            &engine.load_memory(*neighbour).expect("neighbour"),
+            expected
+        );
+    }
+    drop(engine);
+    let engine = open(&vfs, "/grow");
+    assert_eq!(engine.load_memory(id).expect("load after reopen"), current);
+    let scanned: Vec<RecordId> = engine
+        .scan_memories()
+        .map(|item| item.expect("scan").0)
+        .collect();
+    assert_eq!(
+        scanned.iter().filter(|other| **other == id).count(),
+        1,
+        "the moved node is scanned once"
+    );
+    assert_eq!(scanned.len(), 25);
+    assert!(engine.check_integrity().expect("check").is_clean());
+}
+
+#[test]
+fn a_handle_moved_twice_keeps_one_forward_and_frees_the_old_place() {
+    let vfs = Arc::new(MemFs::new());
+    let engine = open(&vfs, "/twice");
+    let ids: Vec<RecordId> = (0..30)
+        .map(|index| {
+            engine
+                .store_memory(&node(&index.to_string(), 1_800))
+                .expect("store")
+        })
+        .collect();
+    let target = ids[3];
+    for round in 0..6 {
+        let grown = node(&format!("round {round}"), 9_000 + round * 1_000);
+        engine.update_memory(target, &grown).expect("update");
+        assert_eq!(engine.load_memory(target).expect("load"), grown);
+        let report = engine.check_integrity().expect("check");
+        assert!(report.is_clean(), "{:?}", report.problems);
+        assert!(report.moved_records <= 1);
+    }
+}
+
+#[test]
+fn deleted_and_reused_handles_are_not_found() {
+    let vfs = Arc::new(MemFs::new());
+    let engine = open(&vfs, "/stale");
+    let first = node("first", 100);
+    let old = engine.store_memory(&first).expect("store");
+    engine.delete_memory(old).expect("delete");
+    assert!(matches!(engine.load_memory(old), Err(Error::NotFound)));
+    let second = node("second", 100);
+    let new = engine.store_memory(&second).expect("store reuses the slot");
+    assert_eq!(
+        (new.page_id(), new.slot()),
+        (old.page_id(), old.slot()),
+        "the slot is reused"
+    );
+    assert_ne!(new, old);
+    assert!(
+        matches!(engine.load_memory(old), Err(Error::NotFound)),
+        "stale handle after reuse"
+    );
+    assert!(matches!(
+        engine.update_memory(old, &first),
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(engine.delete_memory(old), Err(Error::NotFound)));
+    assert_eq!(engine.load_memory(new).expect("load"), second);
+    drop(engine);
+    let engine = open(&vfs, "/stale");
+    assert!(matches!(engine.load_memory(old), Err(Error::NotFound)));
+    assert_eq!(engine.load_memory(new).expect("load"), second);
+}
+
+#[test]
+fn garbage_handles_never_return_a_node() {
+    let vfs = Arc::new(MemFs::new());
+    let engine = open(&vfs, "/garbage");
+    let kept = engine.store_memory(&node("kept", 100)).expect("store");
+    let mut probes = vec![
+        0u64,
+        1,
+        u64::MAX,
+        kept.to_u64() ^ 1,
+        kept.to_u64() + (1 << 20),
+    ];
+    probes.extend(
+        (0..4u64)
+            .flat_map(|page| (0..3u32).map(move |slot| (page << 32) | (u64::from(slot) << 20))),
+    );
+    probes.push(RecordId::new(PageId(1_000_000), 0, 1).expect("id").to_u64());
+    for raw in probes {
+        let id = RecordId::from_u64(raw);
+        if id == kept {
+            continue;
+        }
+        match engine.load_memory(id) {
+            Err(Error::NotFound) => {}
+            other => panic!("garbage handle {id:?} gave {other:?}"),
+        }
+    }
+}
