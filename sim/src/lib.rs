@@ -1,1 +1,5 @@
 //! Deterministic simulation for `mentedb-storage` (work in progress: see issue 3).
+
+pub mod model;
+pub mod oracle;
+pub mod workload;

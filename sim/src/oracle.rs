@@ -1,0 +1,254 @@
+//! The oracle: checks a (recovered) engine against the [`Model`], per DESIGN.md §8.
+//!
+//! Rules checked by [`check_recovered`]:
+//! - **Durability**: every acknowledged node is present and byte-equal (or replaced by a
+//!   pending update, or gone by a pending delete).
+//! - **No resurrection**: no acknowledged delete comes back.
+//! - **Prefix**: nothing appears that no operation wrote (every unknown node is the node of
+//!   a pending store or batch).
+//! - **Atomicity**: a pending batch is all there or not at all.
+//! - **Agreement**: a load by handle returns what the scan returned.
+//! - **Structure**: the full integrity check passes.
+//! - **Detection**: corruption is reported only if some was injected.
+
+use crate::model::{Change, Model};
+use mentedb_storage::{Error, MemoryNode, RecordId, StorageEngine};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Which rule a run broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rule {
+    /// An acknowledged write is missing or different.
+    Durability,
+    /// A batch is partly there.
+    Atomicity,
+    /// An acknowledged delete came back.
+    NoResurrection,
+    /// Something appeared that no operation wrote.
+    Prefix,
+    /// A load disagrees with the scan.
+    Agreement,
+    /// The integrity check failed.
+    Structure,
+    /// Corruption reported with none injected, or an error where none may happen.
+    Detection,
+    /// The engine did not come back after faults stopped.
+    Liveness,
+    /// Recovering twice gave different states.
+    Recovery,
+}
+
+/// A broken rule, with what was seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule.
+    pub rule: Rule,
+    /// What was expected and found.
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{:?}: {}", self.rule, self.detail)
+    }
+}
+
+fn violation(rule: Rule, detail: impl Into<String>) -> Violation {
+    Violation {
+        rule,
+        detail: detail.into(),
+    }
+}
+
+/// What a check concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every rule holds; the model adopted the observed state.
+    Clean,
+    /// The engine reported corruption that was injected (detected, as it must be); the
+    /// model is unchanged.
+    CorruptionDetected(String),
+}
+
+/// Checks `engine` against `model`. On success the model adopts the observed state.
+/// `corruption_injected` says whether the disk was corrupted on purpose.
+pub fn check_recovered(
+    engine: &StorageEngine,
+    model: &mut Model,
+    corruption_injected: bool,
+) -> Result<Verdict, Violation> {
+    let observed = match scan(engine) {
+        Ok(observed) => observed,
+        Err(error) => return corruption_or_violation(error, corruption_injected),
+    };
+    check_acknowledged(model, &observed)?;
+    check_unknown(model, &observed)?;
+    if let Err(error) = check_loads(engine, model, &observed) {
+        return corruption_or_violation(error, corruption_injected);
+    }
+    match engine.check_integrity() {
+        Ok(report) if report.is_clean() => {}
+        Ok(report) if corruption_injected => {
+            return Ok(Verdict::CorruptionDetected(format!(
+                "{:?}",
+                report.problems
+            )));
+        }
+        Ok(report) => return Err(violation(Rule::Structure, format!("{:?}", report.problems))),
+        Err(error) => {
+            return corruption_or_violation(CheckError::Engine(error), corruption_injected);
+        }
+    }
+    model.adopt(observed);
+    Ok(Verdict::Clean)
+}
+
+fn corruption_or_violation(
+    error: CheckError,
+    corruption_injected: bool,
+) -> Result<Verdict, Violation> {
+    match error {
+        CheckError::Engine(error) if error.is_corruption() && corruption_injected => {
+            Ok(Verdict::CorruptionDetected(error.to_string()))
+        }
+        CheckError::Engine(error) if error.is_corruption() => Err(violation(
+            Rule::Detection,
+            format!("corruption reported but none was injected: {error}"),
+        )),
+        CheckError::Engine(error) => {
+            Err(violation(Rule::Liveness, format!("engine error: {error}")))
+        }
+        CheckError::Broken(violation) => Err(violation),
+    }
+}
+
+/// Why a step of the check stopped.
+#[derive(Debug)]
+enum CheckError {
+    Engine(Error),
+    Broken(Violation),
+}
+
+impl From<Error> for CheckError {
+    fn from(error: Error) -> Self {
+        CheckError::Engine(error)
+    }
+}
+
+fn scan(engine: &StorageEngine) -> Result<BTreeMap<RecordId, MemoryNode>, CheckError> {
+    let mut observed = BTreeMap::new();
+    for item in engine.scan_memories() {
+        let (id, node) = item?;
+        if observed.insert(id, node).is_some() {
+            return Err(CheckError::Broken(violation(
+                Rule::Structure,
+                format!("scan yields {id:?} twice"),
+            )));
+        }
+    }
+    Ok(observed)
+}
+
+fn check_acknowledged(
+    model: &Model,
+    observed: &BTreeMap<RecordId, MemoryNode>,
+) -> Result<(), Violation> {
+    for id in model.live().keys() {
+        let expectation = model.expectations(*id);
+        let found = observed.get(id);
+        if !expectation.accepts(found) {
+            let detail = match found {
+                None => format!("acknowledged {id:?} is missing"),
+                Some(node) => format!(
+                    "{id:?} holds {:?}, expected one of {:?}",
+                    short(node),
+                    expectation
+                        .nodes
+                        .iter()
+                        .map(|node| short(node))
+                        .collect::<Vec<_>>()
+                ),
+            };
+            return Err(violation(Rule::Durability, detail));
+        }
+    }
+    Ok(())
+}
+
+fn check_unknown(
+    model: &Model,
+    observed: &BTreeMap<RecordId, MemoryNode>,
+) -> Result<(), Violation> {
+    let pending_new = model.pending_new_nodes();
+    let mut seen_per_change: BTreeMap<usize, usize> = BTreeMap::new();
+    for (id, node) in observed {
+        if model.live().contains_key(id) {
+            continue;
+        }
+        if model.deleted().contains(id) {
+            return Err(violation(
+                Rule::NoResurrection,
+                format!("deleted {id:?} came back as {:?}", short(node)),
+            ));
+        }
+        match pending_new.get(&node.id) {
+            Some((change, expected)) if *expected == node => {
+                *seen_per_change.entry(*change).or_default() += 1;
+            }
+            _ => {
+                return Err(violation(
+                    Rule::Prefix,
+                    format!("{id:?} holds {:?}, which no operation wrote", short(node)),
+                ));
+            }
+        }
+    }
+    for (index, change) in model.pending().iter().enumerate() {
+        if let Change::Batch(nodes) = change {
+            let seen = seen_per_change.get(&index).copied().unwrap_or(0);
+            if seen != 0 && seen != nodes.len() {
+                return Err(violation(
+                    Rule::Atomicity,
+                    format!("batch of {} nodes is {seen} nodes present", nodes.len()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_loads(
+    engine: &StorageEngine,
+    model: &Model,
+    observed: &BTreeMap<RecordId, MemoryNode>,
+) -> Result<(), CheckError> {
+    for (id, node) in observed {
+        let loaded = engine.load_memory(*id)?;
+        if &loaded != node {
+            return Err(CheckError::Broken(violation(
+                Rule::Agreement,
+                format!("load of {id:?} differs from the scan"),
+            )));
+        }
+    }
+    for id in model.deleted() {
+        match engine.load_memory(*id) {
+            Err(Error::NotFound) => {}
+            Ok(node) => {
+                return Err(CheckError::Broken(violation(
+                    Rule::NoResurrection,
+                    format!("deleted {id:?} loads as {:?}", short(&node)),
+                )));
+            }
+            Err(error) => return Err(CheckError::Engine(error)),
+        }
+    }
+    Ok(())
+}
+
+/// A short description of a node for reports.
+pub fn short(node: &MemoryNode) -> String {
+    let content: String = node.content.chars().take(24).collect();
+    format!("{} '{}' ({} bytes)", node.id, content, node.content.len())
+}

@@ -1,0 +1,218 @@
+//! The seeded workload: which operation comes next and what nodes look like.
+//!
+//! Everything is drawn from the run's `ChaCha8Rng`, including node identifiers and
+//! timestamps (never the wall clock), so a seed replays exactly.
+
+use mentedb_storage::{AgentId, MemoryId, MemoryNode, MemoryType, Timestamp};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::RngCore;
+use std::collections::BTreeMap;
+
+/// Uniform integer in `0..bound` (bound > 0), unbiased enough for a workload.
+pub fn below(rng: &mut ChaCha8Rng, bound: u64) -> u64 {
+    assert!(bound > 0, "empty range");
+    ((u128::from(rng.next_u64()) * u128::from(bound)) >> 64) as u64
+}
+
+/// True with probability `parts_per_million` / 1,000,000.
+pub fn chance(rng: &mut ChaCha8Rng, parts_per_million: u32) -> bool {
+    below(rng, 1_000_000) < u64::from(parts_per_million)
+}
+
+/// How large a node's encoded record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NodeSize {
+    /// A few hundred bytes.
+    Small,
+    /// About 2 KiB (384-dim embedding): the common case.
+    Typical,
+    /// Larger than a data page holds next to others (8–16 KiB): forces moves.
+    Large,
+    /// Larger than a page: an overflow chain (64–200 KiB).
+    Overflow,
+}
+
+impl NodeSize {
+    fn draw(rng: &mut ChaCha8Rng) -> NodeSize {
+        match below(rng, 100) {
+            0..=29 => NodeSize::Small,
+            30..=84 => NodeSize::Typical,
+            85..=96 => NodeSize::Large,
+            _ => NodeSize::Overflow,
+        }
+    }
+}
+
+/// Builds a node of `size` from the RNG alone.
+pub fn node(rng: &mut ChaCha8Rng, size: NodeSize) -> MemoryNode {
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+    let mut agent = [0u8; 16];
+    agent[0] = below(rng, 4) as u8;
+    let (content_len, dimensions) = match size {
+        NodeSize::Small => (20 + below(rng, 200) as usize, 8),
+        NodeSize::Typical => (150 + below(rng, 450) as usize, 384),
+        NodeSize::Large => (8_000 + below(rng, 8_000) as usize, 384),
+        NodeSize::Overflow => (64_000 + below(rng, 136_000) as usize, 384),
+    };
+    let seed = rng.next_u64();
+    let content: String = (0..content_len)
+        .map(|index| (b'a' + ((seed as usize + index * 7) % 26) as u8) as char)
+        .collect();
+    let embedding = (0..dimensions)
+        .map(|index| ((seed >> (index % 48)) & 0xffff) as f32 / 65_536.0)
+        .collect();
+    let tags = (0..below(rng, 4))
+        .map(|index| format!("tag-{index}-{}", below(rng, 10)))
+        .collect();
+    let mut attributes = BTreeMap::new();
+    if below(rng, 3) == 0 {
+        attributes.insert("source".to_string(), format!("sim-{}", below(rng, 100)));
+    }
+    let created = Timestamp(1_700_000_000_000_000 + below(rng, 1 << 40));
+    MemoryNode {
+        id: MemoryId(id),
+        agent_id: AgentId(agent),
+        memory_type: match below(rng, 5) {
+            0 => MemoryType::Episodic,
+            1 => MemoryType::Semantic,
+            2 => MemoryType::Procedural,
+            3 => MemoryType::Working,
+            _ => MemoryType::Reflection,
+        },
+        embedding,
+        content,
+        created_at: created,
+        accessed_at: created,
+        access_count: below(rng, 100),
+        salience: below(rng, 1000) as f32 / 1000.0,
+        confidence: below(rng, 1000) as f32 / 1000.0,
+        tags,
+        attributes,
+    }
+}
+
+/// One step of the workload. `pick` selects an existing handle (modulo the count known).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Store one node.
+    Store { process: usize, node: MemoryNode },
+    /// Store several nodes atomically.
+    Batch {
+        process: usize,
+        nodes: Vec<MemoryNode>,
+    },
+    /// Replace a node (grow or shrink).
+    Update {
+        process: usize,
+        pick: u64,
+        node: MemoryNode,
+    },
+    /// Delete a node.
+    Delete { process: usize, pick: u64 },
+    /// Load a live node and compare.
+    Load { process: usize, pick: u64 },
+    /// Load a deleted handle: must be not found.
+    StaleLoad { process: usize, pick: u64 },
+    /// Scan everything and compare.
+    Scan { process: usize },
+    /// Checkpoint.
+    Checkpoint { process: usize },
+    /// Close cleanly and reopen.
+    Reopen { process: usize },
+    /// Kill one process (SIGKILL) and restart it.
+    ProcessCrash { process: usize },
+    /// Cut the power: every process dies, unsynced writes are lost or torn.
+    PowerLoss,
+}
+
+impl Op {
+    /// A one-line description for traces.
+    pub fn describe(&self) -> String {
+        match self {
+            Op::Store { process, node } => {
+                format!("p{process} store {} ({} B)", node.id, node.content.len())
+            }
+            Op::Batch { process, nodes } => format!("p{process} batch of {}", nodes.len()),
+            Op::Update {
+                process,
+                pick,
+                node,
+            } => format!("p{process} update #{pick} to {} B", node.content.len()),
+            Op::Delete { process, pick } => format!("p{process} delete #{pick}"),
+            Op::Load { process, pick } => format!("p{process} load #{pick}"),
+            Op::StaleLoad { process, pick } => format!("p{process} stale load #{pick}"),
+            Op::Scan { process } => format!("p{process} scan"),
+            Op::Checkpoint { process } => format!("p{process} checkpoint"),
+            Op::Reopen { process } => format!("p{process} close + reopen"),
+            Op::ProcessCrash { process } => format!("p{process} SIGKILL + restart"),
+            Op::PowerLoss => "power loss".to_string(),
+        }
+    }
+}
+
+/// Draws the next operation for a run with `processes` simulated processes.
+pub fn next_op(rng: &mut ChaCha8Rng, processes: usize) -> Op {
+    let process = below(rng, processes as u64) as usize;
+    let pick = rng.next_u64();
+    match below(rng, 1000) {
+        0..=299 => {
+            let size = NodeSize::draw(rng);
+            Op::Store {
+                process,
+                node: node(rng, size),
+            }
+        }
+        300..=349 => {
+            let count = 1 + below(rng, 20) as usize;
+            let nodes = (0..count)
+                .map(|_| {
+                    let size = NodeSize::draw(rng).min(NodeSize::Large);
+                    node(rng, size)
+                })
+                .collect();
+            Op::Batch { process, nodes }
+        }
+        350..=499 => {
+            let size = NodeSize::draw(rng);
+            Op::Update {
+                process,
+                pick,
+                node: node(rng, size),
+            }
+        }
+        500..=599 => Op::Delete { process, pick },
+        600..=799 => Op::Load { process, pick },
+        800..=839 => Op::StaleLoad { process, pick },
+        840..=869 => Op::Scan { process },
+        870..=929 => Op::Checkpoint { process },
+        930..=959 => Op::Reopen { process },
+        960..=984 => Op::ProcessCrash { process },
+        _ => Op::PowerLoss,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+
+    #[test]
+    fn same_seed_draws_the_same_operations() {
+        let mut first = ChaCha8Rng::seed_from_u64(7);
+        let mut second = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..200 {
+            assert_eq!(next_op(&mut first, 3), next_op(&mut second, 3));
+        }
+    }
+
+    #[test]
+    fn below_stays_in_range() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for bound in [1u64, 2, 3, 1000] {
+            for _ in 0..100 {
+                assert!(below(&mut rng, bound) < bound);
+            }
+        }
+    }
+}
