@@ -2,4 +2,5 @@
 
 pub mod model;
 pub mod oracle;
+pub mod simfs;
 pub mod workload;
