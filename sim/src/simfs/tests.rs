@@ -101,7 +101,7 @@ fn a_failed_sync_reports_once_and_may_lose_what_the_cache_shows() {
             .expect("a retry succeeds: the pages were marked clean");
         fs.power_loss();
         let durable = fs.file_bytes(Path::new("/db/f")).expect("file");
-        lost_somewhere |= durable.iter().any(|byte| *byte == 0) || durable.len() < 8;
+        lost_somewhere |= durable.contains(&0) || durable.len() < 8;
     }
     assert!(
         lost_somewhere,
