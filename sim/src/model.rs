@@ -50,26 +50,44 @@ impl Model {
         &self.pending
     }
 
-    /// Records an acknowledged store.
-    pub fn stored(&mut self, id: RecordId, node: MemoryNode) {
-        assert!(
-            !self.live.contains_key(&id),
-            "the engine reused live handle {id:?}"
-        );
-        assert!(
-            !self.deleted.contains(&id),
-            "the engine reissued deleted handle {id:?}"
-        );
+    /// Records an acknowledged store; `Err` if the engine handed out a handle that is live
+    /// or was deleted (an engine bug the oracle reports).
+    pub fn stored(&mut self, id: RecordId, node: MemoryNode) -> Result<(), String> {
+        if self.live.contains_key(&id) {
+            return Err(format!("the engine reissued live handle {id:?}"));
+        }
+        if self.deleted.contains(&id) {
+            return Err(format!("the engine reissued deleted handle {id:?}"));
+        }
         self.live.insert(id, node);
+        Ok(())
     }
 
     /// Records an acknowledged update.
     pub fn updated(&mut self, id: RecordId, node: MemoryNode) {
         assert!(
             self.live.contains_key(&id),
-            "update of a handle the model does not know"
+            "the runner updates only handles the model holds"
         );
         self.live.insert(id, node);
+    }
+
+    /// Puts an acknowledged change back in flight: the state as it was just before the
+    /// change, with the change pending (for checking crash images taken during it).
+    pub fn reopen_change(&mut self, change: Change, before: &[(RecordId, Option<MemoryNode>)]) {
+        for (id, node) in before {
+            match node {
+                Some(node) => {
+                    self.live.insert(*id, node.clone());
+                    self.deleted.remove(id);
+                }
+                None => {
+                    self.live.remove(id);
+                    self.deleted.remove(id);
+                }
+            }
+        }
+        self.pending.push(change);
     }
 
     /// Records an acknowledged delete.

@@ -37,6 +37,8 @@ pub enum Rule {
     Liveness,
     /// Recovering twice gave different states.
     Recovery,
+    /// The engine panicked.
+    NoPanic,
 }
 
 /// A broken rule, with what was seen.

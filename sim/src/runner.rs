@@ -1,0 +1,751 @@
+//! One simulation run: a seeded workload over 1–4 simulated processes on one [`SimFs`],
+//! with crashes and faults, checked by the oracle after every crash and at the end.
+//!
+//! A run is a pure function of its seed and [`RunConfig`]: the same inputs give the same
+//! trace, the same trace hash and the same verdict on every machine.
+
+use crate::model::{Change, Model};
+use crate::oracle::{self, Rule, Verdict, Violation};
+use crate::simfs::{CrashPoint, FaultConfig, FaultKind, Pid, SimFs};
+use crate::trace::Trace;
+use crate::workload::{Op, below, chance, next_op};
+use mentedb_storage::{Error, MemoryNode, Options, RecordId, StorageEngine};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The database directory inside the simulated disk.
+const DIR: &str = "/db";
+/// Open attempts with faults on before the faults stop for one last try.
+const OPEN_ATTEMPTS_FAULTY: usize = 3;
+
+/// How to shape a run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Operations to issue.
+    pub ops: usize,
+    /// Simulated processes; `None` draws 1–4 from the seed.
+    pub processes: Option<usize>,
+    /// Fault profile name (see [`FaultConfig::profile`]).
+    pub faults: String,
+    /// Whether to enumerate crash images at a few WAL syncs.
+    pub explore: bool,
+    /// Trace lines kept for a failure report.
+    pub tail: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            ops: 2_000,
+            processes: None,
+            faults: "swarm".to_string(),
+            explore: true,
+            tail: 24,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every check passed.
+    Passed,
+    /// Injected corruption was detected (`Error::Corruption`); the run stopped there, as an
+    /// operator would restore from a backup.
+    CorruptionDetected(String),
+    /// A misdirected write left a page silently stale and the oracle saw the lost write:
+    /// outside what page checksums can detect (counted, not a failure).
+    LostWriteUndetectable(String),
+    /// A rule broke.
+    Failed(Failure),
+}
+
+/// A broken rule with where it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The operation index (the final phase is `ops`).
+    pub step: usize,
+    /// The rule and detail.
+    pub violation: Violation,
+    /// The last trace lines.
+    pub tail: Vec<String>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The seed.
+    pub seed: u64,
+    /// Simulated processes.
+    pub processes: usize,
+    /// Operations issued.
+    pub ops: usize,
+    /// Hash of the whole trace.
+    pub trace_hash: u64,
+    /// Verdict.
+    pub outcome: Outcome,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<FaultKind, u64>,
+    /// Oracle checks that passed.
+    pub checks: u64,
+    /// Crash images enumerated and checked.
+    pub images: u64,
+    /// Filesystem calls made.
+    pub io_calls: u64,
+    /// The last trace lines (all of them if [`RunConfig::tail`] is large enough).
+    pub trace: Vec<String>,
+}
+
+/// Why a run stopped early.
+enum Stop {
+    Broken(Violation),
+    Detected(String),
+    LostWrite(String),
+}
+
+type Step = Result<(), Stop>;
+
+/// An acknowledged change and the model entries it replaced (`None`: the handle was new),
+/// so crash images taken during it can be checked with the change back in flight.
+type Undo = Option<(Change, Vec<(RecordId, Option<MemoryNode>)>)>;
+
+fn broken(rule: Rule, detail: impl Into<String>) -> Stop {
+    Stop::Broken(Violation {
+        rule,
+        detail: detail.into(),
+    })
+}
+
+struct Sim {
+    seed: u64,
+    rng: ChaCha8Rng,
+    fs: SimFs,
+    engines: Vec<Option<StorageEngine>>,
+    model: Model,
+    trace: Trace,
+    pool_pages: usize,
+    checkpoint_bytes: u64,
+    checks: u64,
+    images: u64,
+}
+
+/// Runs one seed.
+pub fn run(seed: u64, config: &RunConfig) -> RunReport {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let processes = config
+        .processes
+        .unwrap_or_else(|| 1 + below(&mut rng, 4) as usize)
+        .clamp(1, 8);
+    let faults = FaultConfig::profile(&config.faults, &mut rng).unwrap_or_else(FaultConfig::none);
+    let fs = SimFs::new(seed, faults.clone());
+    if config.explore {
+        fs.capture_at_syncs("wal.log", 3_000, 2);
+    }
+    let mut sim = Sim {
+        seed,
+        pool_pages: 4 + below(&mut rng, 60) as usize,
+        checkpoint_bytes: (64 * 1024) << below(&mut rng, 6),
+        rng,
+        fs,
+        engines: (0..processes).map(|_| None).collect(),
+        model: Model::new(),
+        trace: Trace::new(config.tail),
+        checks: 0,
+        images: 0,
+    };
+    sim.trace.push(format!(
+        "seed {seed}: {processes} processes, pool {} pages, checkpoint at {} KiB, faults {faults:?}",
+        sim.pool_pages,
+        sim.checkpoint_bytes / 1024
+    ));
+    let mut step = 0;
+    let result = sim.start().and_then(|()| {
+        while step < config.ops {
+            let op = next_op(&mut sim.rng, processes);
+            sim.execute(step, op)?;
+            step += 1;
+        }
+        sim.final_phase()
+    });
+    let outcome = match result {
+        Ok(()) => Outcome::Passed,
+        Err(Stop::Detected(detail)) => Outcome::CorruptionDetected(detail),
+        Err(Stop::LostWrite(detail)) => Outcome::LostWriteUndetectable(detail),
+        Err(Stop::Broken(violation)) => {
+            sim.trace.push(format!("VIOLATION {violation}"));
+            Outcome::Failed(Failure {
+                step,
+                violation,
+                tail: sim.trace.tail(),
+            })
+        }
+    };
+    sim.trace.push(format!("outcome {outcome:?}"));
+    RunReport {
+        seed,
+        processes,
+        ops: step,
+        trace_hash: sim.trace.hash(),
+        outcome,
+        faults: sim.fs.fault_counts(),
+        checks: sim.checks,
+        images: sim.images,
+        io_calls: sim.fs.io_calls(),
+        trace: sim.trace.tail(),
+    }
+}
+
+impl Sim {
+    fn options(&self, fs: &SimFs, pid: Pid) -> Options {
+        Options::default()
+            .vfs(fs.process(pid))
+            .buffer_pool_pages(self.pool_pages)
+            .checkpoint_wal_bytes(self.checkpoint_bytes)
+    }
+
+    fn start(&mut self) -> Step {
+        for pid in 0..self.engines.len() {
+            self.open(pid)?;
+        }
+        Ok(())
+    }
+
+    /// Opens `pid`'s engine (recovery), retrying while injected faults make it fail and
+    /// sometimes crashing it in the middle of recovery; the last try runs without faults
+    /// and must succeed.
+    fn open(&mut self, pid: Pid) -> Step {
+        for attempt in 0..=OPEN_ATTEMPTS_FAULTY {
+            let last = attempt == OPEN_ATTEMPTS_FAULTY;
+            if last {
+                self.fs.set_faults_active(false);
+            } else if chance(&mut self.rng, 100_000) {
+                let calls = 1 + below(&mut self.rng, 40);
+                self.fs.kill_process_after(pid, calls);
+            }
+            self.fs.restart_process(pid);
+            let result = StorageEngine::open_with(Path::new(DIR), self.options(&self.fs, pid));
+            self.fs.disarm();
+            if last {
+                self.fs.set_faults_active(true);
+            }
+            match result {
+                // Killed at a call whose error the engine ignores (the unlock on the way
+                // out): the process is dead whatever open returned.
+                Ok(_) if self.fs.is_killed(pid) => {
+                    self.trace.push(format!("p{pid} killed at the end of open"));
+                }
+                Ok(engine) => {
+                    self.trace
+                        .push(format!("p{pid} open ok (attempt {attempt})"));
+                    self.engines[pid] = Some(engine);
+                    return Ok(());
+                }
+                Err(error) => {
+                    self.trace.push(format!("p{pid} open failed: {error}"));
+                    self.classify_error(&error)?;
+                    self.fs.kill_process(pid);
+                }
+            }
+        }
+        Err(broken(
+            Rule::Liveness,
+            format!("p{pid} cannot open once faults stopped"),
+        ))
+    }
+
+    /// A corruption error ends the run (detected, if injected); other errors are allowed.
+    fn classify_error(&self, error: &Error) -> Step {
+        if !error.is_corruption() {
+            return Ok(());
+        }
+        if self.fs.corruption_injected() {
+            return Err(Stop::Detected(error.to_string()));
+        }
+        Err(broken(
+            Rule::Detection,
+            format!("corruption reported but none was injected: {error}"),
+        ))
+    }
+
+    /// Drops `pid`'s engine as a crashed process would (no close) and recovers it.
+    fn restart(&mut self, pid: Pid) -> Step {
+        self.engines[pid] = None;
+        self.fs.kill_process(pid);
+        self.open(pid)?;
+        self.check(pid)
+    }
+
+    fn check(&mut self, pid: Pid) -> Step {
+        let Some(engine) = self.engines[pid].as_ref() else {
+            return Ok(());
+        };
+        self.fs.set_faults_active(false);
+        let verdict =
+            oracle::check_recovered(engine, &mut self.model, self.fs.corruption_injected());
+        self.fs.set_faults_active(true);
+        self.checks += 1;
+        match verdict {
+            Ok(Verdict::Clean) => {
+                self.trace
+                    .push(format!("p{pid} check ok: {} live", self.model.live().len()));
+                Ok(())
+            }
+            Ok(Verdict::CorruptionDetected(detail)) => Err(Stop::Detected(detail)),
+            Err(violation) if self.fs.lost_page_write() => {
+                Err(Stop::LostWrite(violation.to_string()))
+            }
+            Err(violation) => Err(Stop::Broken(violation)),
+        }
+    }
+
+    fn pick_live(&self, pick: u64) -> Option<(RecordId, MemoryNode)> {
+        let live = self.model.live();
+        if live.is_empty() {
+            return None;
+        }
+        live.iter()
+            .nth((pick % live.len() as u64) as usize)
+            .map(|(id, node)| (*id, node.clone()))
+    }
+
+    fn pick_deleted(&self, pick: u64) -> Option<RecordId> {
+        let deleted = self.model.deleted();
+        if deleted.is_empty() {
+            return None;
+        }
+        deleted
+            .iter()
+            .nth((pick % deleted.len() as u64) as usize)
+            .copied()
+    }
+
+    fn execute(&mut self, step: usize, op: Op) -> Step {
+        self.trace.push(format!("#{step} {}", op.describe()));
+        self.fs.take_captured();
+        self.arm_crash(&op);
+        let undo = self.apply(op)?;
+        self.fs.disarm();
+        let captured = self.fs.take_captured();
+        if !captured.is_empty() {
+            self.explore(captured, undo)?;
+        }
+        self.recover_from_crashes()
+    }
+
+    /// Sometimes arms a process kill or a power cut in the middle of the next operation.
+    fn arm_crash(&mut self, op: &Op) {
+        let process = match op {
+            Op::Store { process, .. }
+            | Op::Batch { process, .. }
+            | Op::Update { process, .. }
+            | Op::Delete { process, .. }
+            | Op::Checkpoint { process } => *process,
+            _ => return,
+        };
+        match below(&mut self.rng, 1000) {
+            0..=9 => {
+                let calls = 1 + below(&mut self.rng, 24);
+                self.fs.kill_process_after(process, calls);
+            }
+            10..=17 => {
+                let calls = 1 + below(&mut self.rng, 24);
+                self.fs.cut_power_after(calls);
+            }
+            _ => {}
+        }
+    }
+
+    /// After an operation: settles a power cut and recovers every dead process.
+    fn recover_from_crashes(&mut self) -> Step {
+        if self.fs.power_cut_fired() {
+            self.trace.push("power cut fired".to_string());
+            return self.power_loss();
+        }
+        for pid in 0..self.engines.len() {
+            if self.fs.is_killed(pid) {
+                self.trace.push(format!("p{pid} was killed"));
+                self.restart(pid)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn power_loss(&mut self) -> Step {
+        for engine in &mut self.engines {
+            *engine = None;
+        }
+        self.fs.power_loss();
+        for pid in 0..self.engines.len() {
+            self.open(pid)?;
+        }
+        self.check(0)
+    }
+
+    fn engine(&mut self, pid: Pid) -> Result<&StorageEngine, Stop> {
+        if self.engines[pid].is_none() {
+            self.open(pid)?;
+        }
+        self.engines[pid]
+            .as_ref()
+            .ok_or_else(|| broken(Rule::Liveness, format!("p{pid} has no engine")))
+    }
+
+    /// Runs one operation; returns what the model looked like before an acknowledged
+    /// change (for crash images taken during it).
+    fn apply(&mut self, op: Op) -> Result<Undo, Stop> {
+        match op {
+            Op::Store { process, node } => {
+                let result = self.engine(process)?.store_memory(&node);
+                match result {
+                    Ok(id) => {
+                        self.trace.push(format!("  -> {id:?}"));
+                        self.model
+                            .stored(id, node.clone())
+                            .map_err(|detail| broken(Rule::Durability, detail))?;
+                        Ok(Some((Change::Store(node), vec![(id, None)])))
+                    }
+                    Err(error) => self.write_failed(process, Change::Store(node), error),
+                }
+            }
+            Op::Batch { process, nodes } => {
+                let result = self.engine(process)?.store_memory_batch(&nodes);
+                match result {
+                    Ok(ids) => {
+                        self.trace.push(format!("  -> {} handles", ids.len()));
+                        if ids.len() != nodes.len() {
+                            return Err(broken(
+                                Rule::Atomicity,
+                                "batch returned a wrong number of handles",
+                            ));
+                        }
+                        let mut before = Vec::new();
+                        for (id, node) in ids.iter().zip(&nodes) {
+                            self.model
+                                .stored(*id, node.clone())
+                                .map_err(|detail| broken(Rule::Durability, detail))?;
+                            before.push((*id, None));
+                        }
+                        Ok(Some((Change::Batch(nodes), before)))
+                    }
+                    Err(error) => self.write_failed(process, Change::Batch(nodes), error),
+                }
+            }
+            Op::Update {
+                process,
+                pick,
+                node,
+            } => {
+                let Some((id, old)) = self.pick_live(pick) else {
+                    return Ok(None);
+                };
+                let result = self.engine(process)?.update_memory(id, &node);
+                match result {
+                    Ok(()) => {
+                        self.model.updated(id, node.clone());
+                        Ok(Some((Change::Update(id, node), vec![(id, Some(old))])))
+                    }
+                    Err(Error::NotFound) => Err(broken(
+                        Rule::Durability,
+                        format!("update of live {id:?}: not found"),
+                    )),
+                    Err(error) => self.write_failed(process, Change::Update(id, node), error),
+                }
+            }
+            Op::Delete { process, pick } => {
+                let Some((id, old)) = self.pick_live(pick) else {
+                    return Ok(None);
+                };
+                let result = self.engine(process)?.delete_memory(id);
+                match result {
+                    Ok(()) => {
+                        self.model.deleted_ack(id);
+                        Ok(Some((Change::Delete(id), vec![(id, Some(old))])))
+                    }
+                    Err(Error::NotFound) => Err(broken(
+                        Rule::Durability,
+                        format!("delete of live {id:?}: not found"),
+                    )),
+                    Err(error) => self.write_failed(process, Change::Delete(id), error),
+                }
+            }
+            Op::Load { process, pick } => {
+                let Some((id, expected)) = self.pick_live(pick) else {
+                    return Ok(None);
+                };
+                match self.engine(process)?.load_memory(id) {
+                    Ok(node) if node == expected => Ok(None),
+                    Ok(node) => Err(broken(
+                        Rule::Durability,
+                        format!(
+                            "p{process} load of {id:?} returned {}",
+                            oracle::short(&node)
+                        ),
+                    )),
+                    Err(Error::NotFound) => Err(broken(
+                        Rule::Durability,
+                        format!("p{process} load of live {id:?}: not found"),
+                    )),
+                    Err(error) => self.read_failed(error),
+                }
+            }
+            Op::StaleLoad { process, pick } => {
+                let Some(id) = self.pick_deleted(pick) else {
+                    return Ok(None);
+                };
+                match self.engine(process)?.load_memory(id) {
+                    Err(Error::NotFound) => Ok(None),
+                    Ok(node) => Err(broken(
+                        Rule::NoResurrection,
+                        format!(
+                            "p{process} deleted {id:?} loads as {}",
+                            oracle::short(&node)
+                        ),
+                    )),
+                    Err(error) => self.read_failed(error),
+                }
+            }
+            Op::Scan { process } => {
+                self.scan(process)?;
+                Ok(None)
+            }
+            Op::Checkpoint { process } => {
+                if let Err(error) = self.engine(process)?.checkpoint() {
+                    self.trace.push(format!("  checkpoint failed: {error}"));
+                    self.classify_error(&error)?;
+                    if !self.fs.power_cut_fired() {
+                        self.restart(process)?;
+                    }
+                }
+                Ok(None)
+            }
+            Op::Reopen { process } => {
+                let engine = self.engines[process].take();
+                if let Some(engine) = engine
+                    && let Err(error) = engine.close()
+                {
+                    self.trace.push(format!("  close failed: {error}"));
+                    self.classify_error(&error)?;
+                }
+                self.restart(process)?;
+                Ok(None)
+            }
+            Op::ProcessCrash { process } => {
+                self.fs.kill_process(process);
+                self.restart(process)?;
+                Ok(None)
+            }
+            Op::PowerLoss => {
+                self.power_loss()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A write failed: it may or may not have taken effect. The process restarts (a
+    /// failed sync poisons the engine; an operator restarts it) and the oracle resolves it.
+    fn write_failed(&mut self, process: Pid, change: Change, error: Error) -> Result<Undo, Stop> {
+        self.trace.push(format!("  failed: {error}"));
+        self.classify_error(&error)?;
+        self.model.unacknowledged(change);
+        if self.fs.power_cut_fired() {
+            return Ok(None);
+        }
+        self.restart(process)?;
+        Ok(None)
+    }
+
+    fn read_failed(&mut self, error: Error) -> Result<Undo, Stop> {
+        self.trace.push(format!("  read failed: {error}"));
+        self.classify_error(&error)?;
+        Ok(None)
+    }
+
+    fn scan(&mut self, process: Pid) -> Step {
+        let mut seen = BTreeMap::new();
+        let engine = self.engine(process)?;
+        let mut failure = None;
+        for item in engine.scan_memories() {
+            match item {
+                Ok((id, node)) => {
+                    seen.insert(id, node);
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failure {
+            self.read_failed(error)?;
+            return Ok(());
+        }
+        if &seen != self.model.live() {
+            let missing = self
+                .model
+                .live()
+                .keys()
+                .filter(|id| !seen.contains_key(id))
+                .count();
+            let extra = seen
+                .keys()
+                .filter(|id| !self.model.live().contains_key(id))
+                .count();
+            return Err(broken(
+                Rule::Agreement,
+                format!(
+                    "p{process} scan differs from the model: {missing} missing, {extra} extra, of {}",
+                    seen.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks every crash image of the captured points against the model as it was during
+    /// the operation (the operation in flight).
+    fn explore(&mut self, points: Vec<CrashPoint>, undo: Undo) -> Step {
+        let mut model = self.model.clone();
+        if let Some((change, before)) = undo {
+            model.reopen_change(change, &before);
+        }
+        let corruption_injected = self.fs.corruption_injected();
+        for point in points {
+            let images = point.images(8, 512, 48);
+            self.trace.push(format!(
+                "  exploring {} crash images of {} unsynced writes",
+                images.len(),
+                point.pending_writes()
+            ));
+            for (index, image) in images.iter().enumerate() {
+                let fs = SimFs::from_image(image, self.seed, FaultConfig::none());
+                let engine = match StorageEngine::open_with(Path::new(DIR), self.options(&fs, 0)) {
+                    Ok(engine) => engine,
+                    Err(error) if error.is_corruption() && corruption_injected => continue,
+                    Err(error) => {
+                        return Err(broken(
+                            Rule::Liveness,
+                            format!("crash image {index}: open failed: {error}"),
+                        ));
+                    }
+                };
+                let mut candidate = model.clone();
+                match oracle::check_recovered(&engine, &mut candidate, corruption_injected) {
+                    Ok(_) => self.images += 1,
+                    Err(violation) if self.fs.lost_page_write() => {
+                        return Err(Stop::LostWrite(violation.to_string()));
+                    }
+                    Err(violation) => {
+                        return Err(Stop::Broken(Violation {
+                            rule: violation.rule,
+                            detail: format!("crash image {index}: {}", violation.detail),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Faults stop; the power is cut once more; every process recovers; the engine must
+    /// accept writes; after a checkpoint and a clean reopen, every injected damage still
+    /// on disk inside the page file must be reported by the integrity check.
+    fn final_phase(&mut self) -> Step {
+        self.trace.push("final phase: faults stop".to_string());
+        self.fs.disarm();
+        self.fs.set_faults_active(false);
+        self.fs.capture_at_syncs("wal.log", 0, 0);
+        self.power_loss()?;
+        for pid in 1..self.engines.len() {
+            self.check(pid)?;
+        }
+        self.liveness()?;
+        self.detection()
+    }
+
+    fn liveness(&mut self) -> Step {
+        let nodes: Vec<MemoryNode> = (0..3)
+            .map(|_| crate::workload::node(&mut self.rng, crate::workload::NodeSize::Typical))
+            .collect();
+        let engine = self.engine(0)?;
+        let mut ids = Vec::new();
+        for node in &nodes {
+            match engine.store_memory(node) {
+                Ok(id) => ids.push(id),
+                Err(error) => {
+                    let error_text = error.to_string();
+                    self.classify_error(&error)?;
+                    return Err(broken(
+                        Rule::Liveness,
+                        format!("store after faults stopped: {error_text}"),
+                    ));
+                }
+            }
+        }
+        for (id, node) in ids.iter().zip(nodes) {
+            self.model
+                .stored(*id, node)
+                .map_err(|detail| broken(Rule::Durability, detail))?;
+        }
+        let engine = self.engine(0)?;
+        if let Err(error) = engine.checkpoint() {
+            let error_text = error.to_string();
+            self.classify_error(&error)?;
+            return Err(broken(
+                Rule::Liveness,
+                format!("checkpoint after faults stopped: {error_text}"),
+            ));
+        }
+        self.trace.push("liveness ok".to_string());
+        self.check(0)
+    }
+
+    fn detection(&mut self) -> Step {
+        for engine in &mut self.engines {
+            if let Some(engine) = engine.take() {
+                let _ = engine.close();
+            }
+        }
+        self.open(0)?;
+        let engine = self.engine(0)?;
+        let page_file_bytes = engine.page_count() * 64 * 1024;
+        let report = engine.check_integrity();
+        let due: Vec<_> = self
+            .fs
+            .damage()
+            .into_iter()
+            .filter(|damage| damage.file == "pages.db" && damage.offset < page_file_bytes)
+            .collect();
+        match report {
+            Err(error) if error.is_corruption() && !due.is_empty() => {
+                Err(Stop::Detected(error.to_string()))
+            }
+            Ok(report) if !report.is_clean() && !due.is_empty() => {
+                Err(Stop::Detected(format!("{:?}", report.problems)))
+            }
+            Ok(report) if report.is_clean() && due.is_empty() => {
+                self.trace.push("detection ok: no damage left".to_string());
+                Ok(())
+            }
+            Ok(report) if report.is_clean() => Err(broken(
+                Rule::Detection,
+                format!("injected damage not detected by the integrity check: {due:?}"),
+            )),
+            Ok(report) => Err(broken(
+                Rule::Detection,
+                format!(
+                    "integrity problems with no damage left on disk: {:?}",
+                    report.problems
+                ),
+            )),
+            Err(error) => {
+                self.classify_error(&error)?;
+                Err(broken(
+                    Rule::Liveness,
+                    format!("integrity check failed: {error}"),
+                ))
+            }
+        }
+    }
+}
