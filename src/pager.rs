@@ -246,6 +246,16 @@ impl PageFile {
         self.file.sync_data().map_err(page_io("fdatasync"))
     }
 
+    /// Rewrites the two meta pages and the file length and syncs (see
+    /// [`crate::vfs::rewrite_prefix`]): run at open after some process's sync failed, so a
+    /// meta page that only the page cache holds reaches the disk before anything relies
+    /// on it.
+    pub fn rewrite_meta(&self) -> Result<()> {
+        crate::vfs::rewrite_prefix(&*self.file, 2 * PAGE_SIZE as u64)
+            .map_err(page_io("rewrite"))?;
+        self.sync()
+    }
+
     /// Reads both meta pages and returns the valid one with the higher generation;
     /// `Ok(None)` for a new database (both never written).
     pub fn load_meta(&self) -> Result<Option<Meta>> {

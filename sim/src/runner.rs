@@ -129,6 +129,8 @@ struct Sim {
     checkpoint_bytes: u64,
     checks: u64,
     images: u64,
+    /// Set for the final phase: faults never resume.
+    faults_stopped: bool,
 }
 
 /// Runs one seed.
@@ -154,6 +156,7 @@ pub fn run(seed: u64, config: &RunConfig) -> RunReport {
         trace: Trace::new(config.tail),
         checks: 0,
         images: 0,
+        faults_stopped: false,
     };
     sim.trace.push(format!(
         "seed {seed}: {processes} processes, pool {} pages, checkpoint at {} KiB, faults {faults:?}",
@@ -173,6 +176,9 @@ pub fn run(seed: u64, config: &RunConfig) -> RunReport {
         Ok(()) => Outcome::Passed,
         Err(Stop::Detected(detail)) => Outcome::CorruptionDetected(detail),
         Err(Stop::LostWrite(detail)) => Outcome::LostWriteUndetectable(detail),
+        Err(Stop::Broken(violation)) if sim.fs.lost_page_write() => {
+            Outcome::LostWriteUndetectable(violation.to_string())
+        }
         Err(Stop::Broken(violation)) => {
             sim.trace.push(format!("VIOLATION {violation}"));
             Outcome::Failed(Failure {
@@ -218,6 +224,14 @@ impl Sim {
     fn open(&mut self, pid: Pid) -> Step {
         for attempt in 0..=OPEN_ATTEMPTS_FAULTY {
             let last = attempt == OPEN_ATTEMPTS_FAULTY;
+            if self.fs.power_cut_fired() {
+                // Every process died with the power; the others recover after this step.
+                self.trace.push("power cut fired".to_string());
+                for engine in &mut self.engines {
+                    *engine = None;
+                }
+                self.fs.power_loss();
+            }
             if last {
                 self.fs.set_faults_active(false);
             } else if chance(&mut self.rng, 100_000) {
@@ -228,7 +242,7 @@ impl Sim {
             let result = StorageEngine::open_with(Path::new(DIR), self.options(&self.fs, pid));
             self.fs.disarm();
             if last {
-                self.fs.set_faults_active(true);
+                self.fs.set_faults_active(!self.faults_stopped);
             }
             match result {
                 // Killed at a call whose error the engine ignores (the unlock on the way
@@ -284,7 +298,7 @@ impl Sim {
         self.fs.set_faults_active(false);
         let verdict =
             oracle::check_recovered(engine, &mut self.model, self.fs.corruption_injected());
-        self.fs.set_faults_active(true);
+        self.fs.set_faults_active(!self.faults_stopped);
         self.checks += 1;
         match verdict {
             Ok(Verdict::Clean) => {
@@ -515,6 +529,7 @@ impl Sim {
                     self.trace.push(format!("  checkpoint failed: {error}"));
                     self.classify_error(&error)?;
                     if !self.fs.power_cut_fired() {
+                        self.fs.disarm();
                         self.restart(process)?;
                     }
                 }
@@ -552,6 +567,8 @@ impl Sim {
         if self.fs.power_cut_fired() {
             return Ok(None);
         }
+        // The operation is over: a crash armed for it must not hit the restart.
+        self.fs.disarm();
         self.restart(process)?;
         Ok(None)
     }
@@ -654,6 +671,7 @@ impl Sim {
     fn final_phase(&mut self) -> Step {
         self.trace.push("final phase: faults stop".to_string());
         self.fs.disarm();
+        self.faults_stopped = true;
         self.fs.set_faults_active(false);
         self.fs.capture_at_syncs("wal.log", 0, 0);
         self.power_loss()?;

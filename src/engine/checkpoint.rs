@@ -56,7 +56,8 @@ impl Inner {
             .map_err(|error| self.poison(error.to_string()))?;
         let header = self
             .wal
-            .reset(next_salt(view.cursor.salt, meta), meta.checkpoint_lsn)?;
+            .reset(next_salt(view.cursor.salt, meta), meta.checkpoint_lsn)
+            .map_err(|error| self.wal_sync_failed(error))?;
         *view = View::checkpointed(meta, Some(header));
         for id in ids {
             self.pool.mark_clean(id);

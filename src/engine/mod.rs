@@ -129,6 +129,8 @@ impl Inner {
 
     /// Marks the instance unusable for writes after a failed sync.
     fn poison(&self, reason: String) -> Error {
+        // Best effort: if even this write fails, the next open cannot know to rewrite.
+        let _ = self.shm.mark_sync_failed();
         *self
             .poison
             .lock()
@@ -212,7 +214,9 @@ impl Inner {
         };
         if sync_now {
             self.commits_unsynced.store(0, Ordering::Release);
-            self.wal.sync_through(lsn)?;
+            self.wal
+                .sync_through(lsn)
+                .map_err(|error| self.wal_sync_failed(error))?;
         }
         Ok(())
     }
@@ -223,6 +227,25 @@ impl Inner {
             self.checkpoint()?;
         }
         Ok(())
+    }
+
+    /// Notes a failed WAL sync (or reset) for the next open, and passes the error on.
+    fn wal_sync_failed(&self, error: Error) -> Error {
+        let _ = self.shm.mark_sync_failed();
+        error
+    }
+
+    /// After a failed sync anywhere, the page cache may show WAL and meta bytes that never
+    /// reached the disk, and Linux reports them clean, so later syncs would not write
+    /// them. Rewriting them before this open relies on them makes the next sync real
+    /// (DESIGN.md §7 item 5; found by the simulator's fsync-failure fault).
+    fn resync_after_failed_sync(&self) -> Result<()> {
+        if !self.shm.sync_failed()? {
+            return Ok(());
+        }
+        self.pages.rewrite_meta()?;
+        self.wal.rewrite_all()?;
+        self.shm.clear_sync_failed()
     }
 
     /// Starts a new life of the WAL if it has none usable (never initialised, or holding
@@ -240,7 +263,10 @@ impl Inner {
             .sync()
             .map_err(|error| self.poison(error.to_string()))?;
         let salt = next_salt(view.cursor.salt, view.meta);
-        let header = self.wal.reset(salt, view.meta.checkpoint_lsn)?;
+        let header = self
+            .wal
+            .reset(salt, view.meta.checkpoint_lsn)
+            .map_err(|error| self.wal_sync_failed(error))?;
         *view = View::checkpointed(view.meta, Some(header));
         Ok(())
     }
@@ -328,6 +354,7 @@ impl StorageEngine {
         {
             let _writer = inner.lock_writer();
             let _lock = WalLock::take(&inner.wal)?;
+            inner.resync_after_failed_sync()?;
             if inner.pages.load_meta()?.is_none() {
                 inner.pages.write_meta(&initial_meta())?;
             }

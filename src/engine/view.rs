@@ -25,6 +25,9 @@ use std::path::Path;
 
 /// Name of the shared change counter inside the database directory.
 pub const SHM_FILE_NAME: &str = "wal.shm";
+/// Where `wal.shm` keeps the sync-failure mark, and the mark.
+const SYNC_FAILED_OFFSET: u64 = 16;
+const SYNC_FAILED_MARK: [u8; 8] = *b"SYNCFAIL";
 /// How often a full reload retries when it meets a checkpoint in progress elsewhere.
 const RELOAD_ATTEMPTS_MAX: u32 = 64;
 
@@ -102,7 +105,8 @@ impl View {
     }
 }
 
-/// The shared change counter `wal.shm`: `lsn u64, crc u32` of the last commit.
+/// The shared change counter `wal.shm`: `lsn u64, crc u32` of the last commit at offset 0;
+/// at offset 16 the 8-byte sync-failure mark `SYNCFAIL` (or zeros).
 #[derive(Debug)]
 pub(crate) struct SharedCounter {
     file: Box<dyn VfsFile>,
@@ -133,6 +137,32 @@ impl SharedCounter {
         let mut raw = [0u8; 8];
         raw.copy_from_slice(&bytes[..8]);
         Ok(u64::from_le_bytes(raw))
+    }
+
+    /// Notes that a sync failed in some process: the page cache may show WAL or meta bytes
+    /// the disk lacks. Stays set (in the page cache, like the bytes it warns about) until an
+    /// open has rewritten them.
+    pub fn mark_sync_failed(&self) -> Result<()> {
+        self.file
+            .write_all_at(&SYNC_FAILED_MARK, SYNC_FAILED_OFFSET)
+            .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
+    }
+
+    /// True if [`SharedCounter::mark_sync_failed`] ran since the last clear.
+    pub fn sync_failed(&self) -> Result<bool> {
+        let mut bytes = [0u8; SYNC_FAILED_MARK.len()];
+        let count = self
+            .file
+            .read_at(&mut bytes, SYNC_FAILED_OFFSET)
+            .map_err(|source| Error::io("read", SHM_FILE_NAME, source))?;
+        Ok(count == bytes.len() && bytes == SYNC_FAILED_MARK)
+    }
+
+    /// Clears the sync-failure mark.
+    pub fn clear_sync_failed(&self) -> Result<()> {
+        self.file
+            .write_all_at(&[0u8; SYNC_FAILED_MARK.len()], SYNC_FAILED_OFFSET)
+            .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
     }
 
     /// Publishes a new value (page cache only; never synced).

@@ -145,5 +145,27 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     }
 }
 
+/// Bytes [`rewrite_prefix`] moves per call.
+const REWRITE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Re-issues `file`'s current length and rewrites its first `prefix_len` bytes with what
+/// reads return, so a following sync really writes them. After a failed `fdatasync` Linux
+/// marks the lost pages clean while the page cache still shows their new contents: a later
+/// sync would report success without writing them. Rewriting makes them dirty again.
+pub fn rewrite_prefix(file: &dyn VfsFile, prefix_len: u64) -> io::Result<()> {
+    let len = file.len()?;
+    file.set_len(len)?;
+    let end = prefix_len.min(len);
+    let mut buffer = vec![0u8; REWRITE_CHUNK_BYTES];
+    let mut offset = 0;
+    while offset < end {
+        let count = (end - offset).min(REWRITE_CHUNK_BYTES as u64) as usize;
+        file.read_exact_at(&mut buffer[..count], offset)?;
+        file.write_all_at(&buffer[..count], offset)?;
+        offset += count as u64;
+    }
+    Ok(())
+}
+
 /// A shareable filesystem handle, as stored in [`crate::Options`].
 pub type SharedVfs = Arc<dyn Vfs>;

@@ -160,6 +160,13 @@ impl Wal {
         format::decode_header(&bytes).map_err(|error| error.at(WAL_FILE_NAME, 0))
     }
 
+    /// Rewrites the whole file and syncs it (see [`crate::vfs::rewrite_prefix`]): run at
+    /// open after some process's sync failed. Caller holds the WAL lock.
+    pub fn rewrite_all(&self) -> Result<()> {
+        crate::vfs::rewrite_prefix(&*self.file, u64::MAX).map_err(wal_io("rewrite"))?;
+        self.sync_now()
+    }
+
     /// Scans the frames after `cursor` to the end of the file.
     pub fn scan_after(&self, cursor: &WalCursor) -> Result<Scan> {
         let bytes = self.read_to_end(cursor.end)?;

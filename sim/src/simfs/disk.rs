@@ -22,8 +22,12 @@ pub type Pid = usize;
 /// decides its fate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
-    /// Bytes written at an offset.
-    Write { offset: u64, bytes: Vec<u8> },
+    /// Bytes written at an offset; `seq` orders writes across the disk.
+    Write {
+        offset: u64,
+        bytes: Vec<u8>,
+        seq: u64,
+    },
     /// The length set (truncate or extend).
     SetLen(u64),
 }
@@ -53,6 +57,9 @@ pub struct Handle {
     pub pid: Pid,
     pub epoch: u64,
     pub inode: u64,
+    /// A writeback error of the file this handle has not been told about yet (Linux
+    /// reports a failed writeback once to every file description open at the time).
+    pub unreported_error: bool,
 }
 
 /// A call that counts toward crash triggers and fault rates.
@@ -99,6 +106,8 @@ pub struct Disk {
     /// Set when a misdirected write happened: the page it was meant for silently kept its
     /// old contents (a lost write no checksum can see).
     pub lost_page_write: bool,
+    /// Sequence number of the last write issued.
+    pub write_seq: u64,
     /// Where to capture crash points for exhaustive enumeration.
     pub capture_rule: Option<CaptureRule>,
 }
@@ -143,6 +152,7 @@ impl Disk {
             damage: Vec::new(),
             damage_repaired: 0,
             lost_page_write: false,
+            write_seq: 0,
             capture_rule: None,
         }
     }
@@ -295,13 +305,16 @@ impl Disk {
             if garbage {
                 self.record(FaultKind::GarbageHole, file, len);
             }
+            let seq = self.next_seq();
             let inode = self.inode(inode_id);
             inode.live.extend_from_slice(&fill);
             inode.pending.push(Pending::Write {
                 offset: len,
                 bytes: fill,
+                seq,
             });
         }
+        let seq = self.next_seq();
         let inode = self.inode(inode_id);
         let start = offset as usize;
         let end = start + bytes.len();
@@ -312,6 +325,7 @@ impl Disk {
         inode.pending.push(Pending::Write {
             offset,
             bytes: bytes.to_vec(),
+            seq,
         });
     }
 
@@ -326,13 +340,21 @@ impl Disk {
             if garbage {
                 self.record(FaultKind::GarbageHole, file, old);
             }
+            let seq = self.next_seq();
             let inode = self.inode(inode_id);
             inode.live.extend_from_slice(&fill);
             inode.pending.push(Pending::Write {
                 offset: old,
                 bytes: fill,
+                seq,
             });
         }
+    }
+
+    /// The next write sequence number.
+    pub fn next_seq(&mut self) -> u64 {
+        self.write_seq += 1;
+        self.write_seq
     }
 
     fn hole_bytes(&mut self, count: usize, garbage: bool) -> Vec<u8> {
@@ -346,8 +368,13 @@ impl Disk {
     /// `fdatasync`: makes every pending change durable, or (a fault) fails with Linux
     /// semantics: some pending changes reached the disk, the rest are dropped from the
     /// queue anyway, so a retry succeeds while the durable image lacks them.
-    pub fn sync(&mut self, inode_id: u64, file: &str) -> io::Result<()> {
+    pub fn sync(&mut self, handle_id: u64, inode_id: u64, file: &str) -> io::Result<()> {
         let failing = self.fault(self.config.sync_error_ppm);
+        let unreported = self
+            .handles
+            .get_mut(&handle_id)
+            .map(|handle| std::mem::take(&mut handle.unreported_error))
+            .unwrap_or(false);
         let pending = std::mem::take(&mut self.inode(inode_id).pending);
         let mut lost = false;
         for change in &pending {
@@ -363,8 +390,18 @@ impl Disk {
         inode.synced_twice_len = inode.synced_twice_len.min(durable_len);
         if failing {
             self.record(FaultKind::SyncError, file, u64::from(lost));
+            for (id, handle) in self.handles.iter_mut() {
+                if handle.inode == inode_id && *id != handle_id {
+                    handle.unreported_error = true;
+                }
+            }
             return Err(io::Error::other(format!(
                 "simulated fdatasync failure on {file}"
+            )));
+        }
+        if unreported {
+            return Err(io::Error::other(format!(
+                "simulated fdatasync failure on {file} (an earlier writeback through another handle failed)"
             )));
         }
         if !pending.is_empty() {
@@ -379,29 +416,30 @@ impl Disk {
     pub fn make_durable(&mut self, inode_id: u64, change: &Pending) {
         let inode = self.inode(inode_id);
         match change {
-            Pending::Write { offset, bytes } => {
+            Pending::Write { offset, bytes, seq } => {
                 let start = *offset as usize;
                 let end = start + bytes.len();
                 if inode.durable.len() < end {
                     inode.durable.resize(end, 0);
                 }
                 inode.durable[start..end].copy_from_slice(bytes);
-                self.repair(inode_id, *offset, bytes.len() as u64);
+                self.repair(inode_id, *offset, bytes.len() as u64, *seq);
             }
             Pending::SetLen(len) => {
                 inode.durable.resize(*len as usize, 0);
-                self.repair(inode_id, *len, u64::MAX - *len);
+                self.repair(inode_id, *len, u64::MAX - *len, u64::MAX);
             }
         }
     }
 
-    /// Forgets damage inside `offset..offset+len` of the inode (overwritten or cut off).
-    pub fn repair(&mut self, inode_id: u64, offset: u64, len: u64) {
+    /// Forgets damage inside `offset..offset+len` of the inode (overwritten or cut off)
+    /// by a write issued after the damage (`seq`).
+    pub fn repair(&mut self, inode_id: u64, offset: u64, len: u64, seq: u64) {
         let end = offset.saturating_add(len);
         let before = self.damage.len();
         self.damage.retain(|damage| {
             let inside = damage.offset >= offset && damage.offset + damage.len <= end;
-            damage.inode != inode_id || !inside
+            damage.inode != inode_id || !inside || seq <= damage.seq
         });
         self.damage_repaired += (before - self.damage.len()) as u64;
     }
@@ -484,12 +522,14 @@ impl Disk {
             *byte ^= bit;
         }
         self.record(FaultKind::BitFlip, &file, offset);
+        let seq = self.next_seq();
         self.damage.push(Damage {
             inode: inode_id,
             file,
             offset,
             len: 1,
             kind: FaultKind::BitFlip,
+            seq,
         });
     }
 

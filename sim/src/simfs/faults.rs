@@ -229,4 +229,6 @@ pub struct Damage {
     pub len: u64,
     /// What did it.
     pub kind: FaultKind,
+    /// Write sequence number of the damage: only later writes repair it.
+    pub seq: u64,
 }

@@ -83,12 +83,16 @@ impl SimFile {
         }
         disk.record(FaultKind::Misdirect, &self.name, offset);
         disk.lost_page_write = true;
+        // The misdirected write itself gets the next sequence number when it is queued;
+        // the damage is newer than everything before it, older than what follows.
+        let seq = disk.write_seq + 1;
         disk.damage.push(Damage {
             inode: self.inode,
             file: self.name.clone(),
             offset: target,
             len: PAGE_BYTES,
             kind: FaultKind::Misdirect,
+            seq,
         });
         target
     }
@@ -147,7 +151,7 @@ impl VfsFile for SimFile {
                 }
             }
         }
-        disk.sync(self.inode, &self.name)
+        disk.sync(self.handle_id, self.inode, &self.name)
     }
 
     fn len(&self) -> io::Result<u64> {

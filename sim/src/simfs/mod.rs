@@ -21,7 +21,9 @@
 //!    kind until faults stop), `ENOSPC` on writes that grow a file, short reads and writes.
 //! 5. **`fsync` failure with Linux semantics**: the call fails once, each unsynced change
 //!    of the file either reached the disk or is lost, and the queue is emptied anyway: a
-//!    retry returns Ok while the durable image lacks data the live image shows.
+//!    retry returns Ok while the durable image lacks data the live image shows. As on
+//!    Linux since 4.13, every other handle open on the file at the time gets the error
+//!    once too, at its next sync.
 //! 6. **Latent corruption**: a bit flip in stored bytes of `pages.db` or of the part of
 //!    `wal.log` that was followed by another sync (damage there is provably detectable);
 //!    gaps in files read back as garbage instead of zeros.
@@ -310,6 +312,7 @@ impl Vfs for ProcessFs {
                 pid: self.pid,
                 epoch,
                 inode,
+                unreported_error: false,
             },
         );
         let name = path

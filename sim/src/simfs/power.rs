@@ -87,7 +87,7 @@ impl Disk {
 
     /// Applies a surviving change, torn into pieces if the profile allows.
     fn survive(&mut self, inode_id: u64, change: &Pending, file: &str) {
-        let Pending::Write { offset, bytes } = change else {
+        let Pending::Write { offset, bytes, seq } = change else {
             self.make_durable(inode_id, change);
             return;
         };
@@ -118,6 +118,7 @@ impl Disk {
                 &Pending::Write {
                     offset: start,
                     bytes: content,
+                    seq: *seq,
                 },
             );
         }
@@ -267,7 +268,8 @@ impl CrashPoint {
             }
         }
         for (index, &(file_index, change_index)) in changes.iter().enumerate() {
-            let Pending::Write { offset, bytes } = &self.files[file_index].pending[change_index]
+            let Pending::Write { offset, bytes, .. } =
+                &self.files[file_index].pending[change_index]
             else {
                 continue;
             };
@@ -322,7 +324,9 @@ fn apply(bytes: &mut Vec<u8>, change: &Pending, keep: Keep, piece_bytes: u64) {
                 bytes.resize(*len as usize, 0);
             }
         }
-        Pending::Write { offset, bytes: new } => {
+        Pending::Write {
+            offset, bytes: new, ..
+        } => {
             for (index, (start, end)) in pieces(*offset, new.len() as u64, piece_bytes)
                 .into_iter()
                 .enumerate()
@@ -370,10 +374,12 @@ mod tests {
                     Pending::Write {
                         offset: 0,
                         bytes: vec![1; 1024],
+                        seq: 1,
                     },
                     Pending::Write {
                         offset: 1024,
                         bytes: vec![2; 512],
+                        seq: 2,
                     },
                 ],
             }],
