@@ -222,6 +222,15 @@ impl Sim {
     /// sometimes crashing it in the middle of recovery; the last try runs without faults
     /// and must succeed.
     fn open(&mut self, pid: Pid) -> Step {
+        // Crash images are checked against the model of the operation in flight; a
+        // restart inside an operation resolves that model, so its syncs are not captured.
+        self.fs.set_capture_paused(true);
+        let result = self.open_attempts(pid);
+        self.fs.set_capture_paused(false);
+        result
+    }
+
+    fn open_attempts(&mut self, pid: Pid) -> Step {
         for attempt in 0..=OPEN_ATTEMPTS_FAULTY {
             let last = attempt == OPEN_ATTEMPTS_FAULTY;
             if self.fs.power_cut_fired() {
@@ -530,6 +539,7 @@ impl Sim {
                     self.classify_error(&error)?;
                     if !self.fs.power_cut_fired() {
                         self.fs.disarm();
+                        self.fs.take_captured();
                         self.restart(process)?;
                     }
                 }
@@ -567,8 +577,11 @@ impl Sim {
         if self.fs.power_cut_fired() {
             return Ok(None);
         }
-        // The operation is over: a crash armed for it must not hit the restart.
+        // The operation is over: a crash armed for it must not hit the restart. Crash
+        // images captured during it would be checked against a model the restart's check
+        // resolves (the failed change adopted or dropped), so they are dropped.
         self.fs.disarm();
+        self.fs.take_captured();
         self.restart(process)?;
         Ok(None)
     }

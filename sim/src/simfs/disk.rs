@@ -119,6 +119,7 @@ pub struct CaptureRule {
     pub ppm: u32,
     pub remaining: usize,
     pub captured: Vec<super::power::CrashPoint>,
+    pub paused: bool,
 }
 
 /// The error a dead process gets for every call.

@@ -138,7 +138,9 @@ impl VfsFile for SimFile {
     fn sync_data(&self) -> io::Result<()> {
         let mut disk = self.enter()?;
         let capture = match disk.capture_rule.as_ref() {
-            Some(rule) => rule.file == self.name && rule.remaining > 0 && rule.ppm > 0,
+            Some(rule) => {
+                rule.file == self.name && rule.remaining > 0 && rule.ppm > 0 && !rule.paused
+            }
             None => false,
         };
         if capture && !disk.inode(self.inode).pending.is_empty() {

@@ -248,7 +248,15 @@ impl SimFs {
             ppm,
             remaining: count,
             captured: Vec::new(),
+            paused: false,
         });
+    }
+
+    /// Pauses (or resumes) capturing crash points.
+    pub fn set_capture_paused(&self, paused: bool) {
+        if let Some(rule) = self.disk().capture_rule.as_mut() {
+            rule.paused = paused;
+        }
     }
 
     /// The crash points captured since the last call.
