@@ -1,5 +1,5 @@
 //! Power loss: which unsynced changes survive, torn how. Sampled once per power cut by
-//! [`Disk::power_loss`], or enumerated exhaustively (up to a bound) from a captured
+//! [`super::SimFs::power_loss`], or enumerated exhaustively (up to a bound) from a captured
 //! [`CrashPoint`].
 
 use super::disk::{Disk, Pending};
