@@ -89,6 +89,9 @@ impl Campaign {
         if !self.config.explore {
             command.push_str(" --no-explore");
         }
+        if self.config.check_every_step {
+            command.push_str(" --check-every-step");
+        }
         command
     }
 
@@ -120,6 +123,7 @@ impl Campaign {
                     images: 0,
                     io_calls: 0,
                     trace: Vec::new(),
+                    notable_faults: Vec::new(),
                 }
             }
         }
@@ -202,6 +206,14 @@ impl Campaign {
         );
         match &report.outcome {
             Outcome::Failed(failure) => {
+                let _ = writeln!(
+                    text,
+                    "injected faults (without lost writes and short I/O), last 16:"
+                );
+                let skip = report.notable_faults.len().saturating_sub(16);
+                for record in &report.notable_faults[skip..] {
+                    let _ = writeln!(text, "    {record}");
+                }
                 let _ = write!(text, "{}", self.describe_failure(report.seed, failure));
             }
             outcome => {

@@ -36,6 +36,9 @@ struct Args {
     /// With --seed: print the whole trace.
     #[arg(long)]
     trace: bool,
+    /// Check every process after every operation (slow; finds the first bad step).
+    #[arg(long)]
+    check_every_step: bool,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         faults: args.faults.clone(),
         explore: !args.no_explore,
         tail: if args.trace { usize::MAX } else { 24 },
+        check_every_step: args.check_every_step,
     };
     let campaign = Campaign::new(config);
     match args.seed {

@@ -5,7 +5,7 @@
 //! trace, the same trace hash and the same verdict on every machine.
 
 use crate::model::{Change, Model};
-use crate::oracle::{self, Rule, Verdict, Violation};
+use crate::oracle::{self, Depth, Rule, Verdict, Violation};
 use crate::simfs::{CrashPoint, FaultConfig, FaultKind, Pid, SimFs};
 use crate::trace::Trace;
 use crate::workload::{Op, below, chance, next_op};
@@ -17,6 +17,10 @@ use std::path::Path;
 
 /// The database directory inside the simulated disk.
 const DIR: &str = "/db";
+/// Crash images per captured point: every subset of the unsynced writes when there are at
+/// most this many (else each prefix), then each torn variant, up to the image limit.
+const EXPLORE_SUBSET_WRITES_MAX: usize = 5;
+const EXPLORE_IMAGES_MAX: usize = 40;
 /// Open attempts with faults on before the faults stop for one last try.
 const OPEN_ATTEMPTS_FAULTY: usize = 3;
 
@@ -33,6 +37,9 @@ pub struct RunConfig {
     pub explore: bool,
     /// Trace lines kept for a failure report.
     pub tail: usize,
+    /// Check every process after every operation: slow, but a failure shows at the first
+    /// step that breaks a rule (checks do not change what the run does).
+    pub check_every_step: bool,
 }
 
 impl Default for RunConfig {
@@ -43,6 +50,7 @@ impl Default for RunConfig {
             faults: "swarm".to_string(),
             explore: true,
             tail: 24,
+            check_every_step: false,
         }
     }
 }
@@ -96,6 +104,8 @@ pub struct RunReport {
     pub io_calls: u64,
     /// The last trace lines (all of them if [`RunConfig::tail`] is large enough).
     pub trace: Vec<String>,
+    /// Injected faults other than the frequent lost writes and short I/O, in order.
+    pub notable_faults: Vec<crate::simfs::FaultRecord>,
 }
 
 /// Why a run stopped early.
@@ -131,6 +141,8 @@ struct Sim {
     images: u64,
     /// Set for the final phase: faults never resume.
     faults_stopped: bool,
+    /// Check every process after every operation (slow; for narrowing down a failure).
+    check_every_step: bool,
 }
 
 /// Runs one seed.
@@ -140,7 +152,9 @@ pub fn run(seed: u64, config: &RunConfig) -> RunReport {
         .processes
         .unwrap_or_else(|| 1 + below(&mut rng, 4) as usize)
         .clamp(1, 8);
-    let faults = FaultConfig::profile(&config.faults, &mut rng).unwrap_or_else(FaultConfig::none);
+    let mut faults =
+        FaultConfig::profile(&config.faults, &mut rng).unwrap_or_else(FaultConfig::none);
+    faults.wal_bit_flips = processes == 1;
     let fs = SimFs::new(seed, faults.clone());
     if config.explore {
         fs.capture_at_syncs("wal.log", 3_000, 2);
@@ -157,6 +171,7 @@ pub fn run(seed: u64, config: &RunConfig) -> RunReport {
         checks: 0,
         images: 0,
         faults_stopped: false,
+        check_every_step: config.check_every_step,
     };
     sim.trace.push(format!(
         "seed {seed}: {processes} processes, pool {} pages, checkpoint at {} KiB, faults {faults:?}",
@@ -200,6 +215,12 @@ pub fn run(seed: u64, config: &RunConfig) -> RunReport {
         images: sim.images,
         io_calls: sim.fs.io_calls(),
         trace: sim.trace.tail(),
+        notable_faults: sim
+            .fs
+            .faults()
+            .into_iter()
+            .filter(|record| !matches!(record.kind, FaultKind::LostWrite | FaultKind::ShortIo))
+            .collect(),
     }
 }
 
@@ -297,17 +318,21 @@ impl Sim {
         self.engines[pid] = None;
         self.fs.kill_process(pid);
         self.open(pid)?;
-        self.check(pid)
+        self.check(pid, Depth::Contents)
     }
 
-    fn check(&mut self, pid: Pid) -> Step {
+    fn check(&mut self, pid: Pid, depth: Depth) -> Step {
         let Some(engine) = self.engines[pid].as_ref() else {
             return Ok(());
         };
-        self.fs.set_faults_active(false);
-        let verdict =
-            oracle::check_recovered(engine, &mut self.model, self.fs.corruption_injected());
-        self.fs.set_faults_active(!self.faults_stopped);
+        self.fs.pause_faults(true);
+        let verdict = oracle::check_recovered(
+            engine,
+            &mut self.model,
+            self.fs.corruption_injected(),
+            depth,
+        );
+        self.fs.pause_faults(false);
         self.checks += 1;
         match verdict {
             Ok(Verdict::Clean) => {
@@ -345,7 +370,11 @@ impl Sim {
     }
 
     fn execute(&mut self, step: usize, op: Op) -> Step {
-        self.trace.push(format!("#{step} {}", op.describe()));
+        self.trace.push(format!(
+            "#{step} {} (io#{})",
+            op.describe(),
+            self.fs.io_calls()
+        ));
         self.fs.take_captured();
         self.arm_crash(&op);
         let undo = self.apply(op)?;
@@ -354,7 +383,13 @@ impl Sim {
         if !captured.is_empty() {
             self.explore(captured, undo)?;
         }
-        self.recover_from_crashes()
+        self.recover_from_crashes()?;
+        if self.check_every_step {
+            for pid in 0..self.engines.len() {
+                self.check(pid, Depth::Contents)?;
+            }
+        }
+        Ok(())
     }
 
     /// Sometimes arms a process kill or a power cut in the middle of the next operation.
@@ -403,7 +438,7 @@ impl Sim {
         for pid in 0..self.engines.len() {
             self.open(pid)?;
         }
-        self.check(0)
+        self.check(0, Depth::Full)
     }
 
     fn engine(&mut self, pid: Pid) -> Result<&StorageEngine, Stop> {
@@ -436,7 +471,8 @@ impl Sim {
                 let result = self.engine(process)?.store_memory_batch(&nodes);
                 match result {
                     Ok(ids) => {
-                        self.trace.push(format!("  -> {} handles", ids.len()));
+                        self.trace
+                            .push(format!("  -> {} handles: {ids:?}", ids.len()));
                         if ids.len() != nodes.len() {
                             return Err(broken(
                                 Rule::Atomicity,
@@ -642,7 +678,7 @@ impl Sim {
         }
         let corruption_injected = self.fs.corruption_injected();
         for point in points {
-            let images = point.images(8, 512, 48);
+            let images = point.images(EXPLORE_SUBSET_WRITES_MAX, 512, EXPLORE_IMAGES_MAX);
             self.trace.push(format!(
                 "  exploring {} crash images of {} unsynced writes",
                 images.len(),
@@ -661,7 +697,12 @@ impl Sim {
                     }
                 };
                 let mut candidate = model.clone();
-                match oracle::check_recovered(&engine, &mut candidate, corruption_injected) {
+                match oracle::check_recovered(
+                    &engine,
+                    &mut candidate,
+                    corruption_injected,
+                    Depth::Full,
+                ) {
                     Ok(_) => self.images += 1,
                     Err(violation) if self.fs.lost_page_write() => {
                         return Err(Stop::LostWrite(violation.to_string()));
@@ -689,7 +730,7 @@ impl Sim {
         self.fs.capture_at_syncs("wal.log", 0, 0);
         self.power_loss()?;
         for pid in 1..self.engines.len() {
-            self.check(pid)?;
+            self.check(pid, Depth::Full)?;
         }
         self.liveness()?;
         self.detection()
@@ -729,7 +770,7 @@ impl Sim {
             ));
         }
         self.trace.push("liveness ok".to_string());
-        self.check(0)
+        self.check(0, Depth::Full)
     }
 
     fn detection(&mut self) -> Step {

@@ -28,7 +28,8 @@ pub enum NodeSize {
     Typical,
     /// Larger than a data page holds next to others (8–16 KiB): forces moves.
     Large,
-    /// Larger than a page: an overflow chain (64–200 KiB).
+    /// Larger than a record may be inline (16 KiB): an overflow chain of one or two pages
+    /// (17–117 KB of content).
     Overflow,
 }
 
@@ -36,8 +37,8 @@ impl NodeSize {
     fn draw(rng: &mut ChaCha8Rng) -> NodeSize {
         match below(rng, 100) {
             0..=29 => NodeSize::Small,
-            30..=84 => NodeSize::Typical,
-            85..=96 => NodeSize::Large,
+            30..=87 => NodeSize::Typical,
+            88..=97 => NodeSize::Large,
             _ => NodeSize::Overflow,
         }
     }
@@ -53,7 +54,7 @@ pub fn node(rng: &mut ChaCha8Rng, size: NodeSize) -> MemoryNode {
         NodeSize::Small => (20 + below(rng, 200) as usize, 8),
         NodeSize::Typical => (150 + below(rng, 450) as usize, 384),
         NodeSize::Large => (8_000 + below(rng, 8_000) as usize, 384),
-        NodeSize::Overflow => (64_000 + below(rng, 136_000) as usize, 384),
+        NodeSize::Overflow => (17_000 + below(rng, 100_000) as usize, 384),
     };
     let seed = rng.next_u64();
     let content: String = (0..content_len)
@@ -182,12 +183,12 @@ pub fn next_op(rng: &mut ChaCha8Rng, processes: usize) -> Op {
             }
         }
         500..=599 => Op::Delete { process, pick },
-        600..=799 => Op::Load { process, pick },
-        800..=839 => Op::StaleLoad { process, pick },
-        840..=869 => Op::Scan { process },
-        870..=929 => Op::Checkpoint { process },
-        930..=959 => Op::Reopen { process },
-        960..=984 => Op::ProcessCrash { process },
+        600..=844 => Op::Load { process, pick },
+        845..=899 => Op::StaleLoad { process, pick },
+        900..=909 => Op::Scan { process },
+        910..=969 => Op::Checkpoint { process },
+        970..=977 => Op::Reopen { process },
+        978..=989 => Op::ProcessCrash { process },
         _ => Op::PowerLoss,
     }
 }

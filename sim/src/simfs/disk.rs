@@ -78,6 +78,8 @@ pub struct Disk {
     pub config: FaultConfig,
     /// Whether faults other than crashes are injected now.
     pub faults_active: bool,
+    /// Set while a checker reads the disk: no fault fires, nothing else changes.
+    pub faults_paused: bool,
     pub names: BTreeMap<PathBuf, u64>,
     pub durable_names: BTreeMap<PathBuf, u64>,
     pub directories: BTreeSet<PathBuf>,
@@ -135,6 +137,7 @@ impl Disk {
             rng,
             config,
             faults_active: true,
+            faults_paused: false,
             names: BTreeMap::new(),
             durable_names: BTreeMap::new(),
             directories,
@@ -235,13 +238,13 @@ impl Disk {
 
     /// Draws whether an injected fault of rate `ppm` fires now.
     pub fn fault(&mut self, ppm: u32) -> bool {
-        self.faults_active && ppm > 0 && chance(&mut self.rng, ppm)
+        self.faults_active && !self.faults_paused && ppm > 0 && chance(&mut self.rng, ppm)
     }
 
     /// Returns an `EIO` if a transient or persistent error fires for this call.
     pub fn io_error(&mut self, call: Call, file: &str, offset: u64) -> io::Result<()> {
         let key = (file.to_string(), call as u8);
-        if self.faults_active && self.persistent_errors.contains(&key) {
+        if self.faults_active && !self.faults_paused && self.persistent_errors.contains(&key) {
             return Err(io::Error::other(format!(
                 "simulated EIO on {file} (persistent)"
             )));
@@ -405,8 +408,10 @@ impl Disk {
                 "simulated fdatasync failure on {file} (an earlier writeback through another handle failed)"
             )));
         }
-        if !pending.is_empty() {
-            let inode = self.inode(inode_id);
+        // Only growth counts: bytes appended after the last synced ones are what can
+        // prove those durable (a rewrite in place proves nothing).
+        let inode = self.inode(inode_id);
+        if durable_len > inode.last_sync_len {
             inode.synced_twice_len = inode.last_sync_len;
             inode.last_sync_len = durable_len;
         }
@@ -504,7 +509,9 @@ impl Disk {
                 let stored = self.inodes.get(inode)?;
                 let range = match name.as_str() {
                     "pages.db" => stored.durable.len() as u64,
-                    "wal.log" => stored.synced_twice_len.min(stored.durable.len() as u64),
+                    "wal.log" if self.config.wal_bit_flips => {
+                        stored.synced_twice_len.min(stored.durable.len() as u64)
+                    }
                     _ => return None,
                 };
                 (range > 0).then_some((name, *inode, range))

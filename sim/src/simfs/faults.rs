@@ -42,6 +42,11 @@ pub struct FaultConfig {
     pub sync_error_ppm: u32,
     /// A persistent bit flip in stored bytes, per write call.
     pub bit_flip_ppm: u32,
+    /// Whether bit flips may hit `wal.log` (else only `pages.db`). Damage to a synced WAL
+    /// frame is provable only by a later frame whose writer knew the damaged one durable;
+    /// with several processes a writer may not know what another synced, so the runner
+    /// keeps WAL flips to single-process runs.
+    pub wal_bit_flips: bool,
     /// A whole-page write that lands at another page's offset.
     pub misdirect_ppm: u32,
     /// Never-written regions read back as garbage instead of zeros.
@@ -64,6 +69,7 @@ impl FaultConfig {
             short_io_ppm: 0,
             sync_error_ppm: 0,
             bit_flip_ppm: 0,
+            wal_bit_flips: true,
             misdirect_ppm: 0,
             garbage_holes: false,
         }
@@ -98,12 +104,12 @@ impl FaultConfig {
         };
         let base = FaultConfig::crash_only(rng);
         FaultConfig {
-            read_error_ppm: rate(rng, 3_000),
-            write_error_ppm: rate(rng, 3_000),
+            read_error_ppm: rate(rng, 1_000),
+            write_error_ppm: rate(rng, 1_000),
             error_persistent_ppm: rate(rng, 300_000),
-            no_space_ppm: rate(rng, 2_000),
+            no_space_ppm: rate(rng, 500),
             short_io_ppm: rate(rng, 20_000),
-            sync_error_ppm: rate(rng, 5_000),
+            sync_error_ppm: rate(rng, 3_000),
             bit_flip_ppm: rate(rng, 300),
             misdirect_ppm: rate(rng, 1_000),
             ..base

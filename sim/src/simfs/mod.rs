@@ -196,6 +196,12 @@ impl SimFs {
         self.disk().set_faults_active(active);
     }
 
+    /// Suspends (or resumes) injected faults without ending persistent errors: for checks
+    /// that must observe the disk without changing what the run does next.
+    pub fn pause_faults(&self, paused: bool) {
+        self.disk().faults_paused = paused;
+    }
+
     /// Every fault injected so far, in order.
     pub fn faults(&self) -> Vec<FaultRecord> {
         self.disk().log.clone()
