@@ -46,6 +46,7 @@
 pub mod buffer;
 pub mod engine;
 pub mod error;
+pub mod failpoints;
 pub mod memory;
 pub mod page;
 pub mod pager;

@@ -17,9 +17,11 @@
 use super::Inner;
 use super::view::View;
 use super::{WalLock, next_salt};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::failpoints;
 use crate::page::Page;
 use crate::pager::Meta;
+use crate::pager::PAGE_FILE_NAME;
 
 impl Inner {
     /// Runs a checkpoint under the writer locks.
@@ -43,9 +45,11 @@ impl Inner {
             };
             self.pages.write_page(&mut page)?;
         }
+        failpoints::check("checkpoint.pages_written").map_err(page_io)?;
         self.pages
             .sync()
             .map_err(|error| self.poison(error.to_string()))?;
+        failpoints::check("checkpoint.pages_synced").map_err(page_io)?;
         let meta = Meta {
             generation: view.meta.generation + 1,
             checkpoint_lsn: view.last_lsn(),
@@ -54,6 +58,7 @@ impl Inner {
         self.pages
             .write_meta(&meta)
             .map_err(|error| self.poison(error.to_string()))?;
+        failpoints::check("checkpoint.meta_synced").map_err(page_io)?;
         let header = self
             .wal
             .reset(next_salt(view.cursor.salt, meta), meta.checkpoint_lsn)
@@ -64,4 +69,8 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+fn page_io(source: std::io::Error) -> Error {
+    Error::io("write", PAGE_FILE_NAME, source)
 }

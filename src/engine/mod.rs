@@ -354,6 +354,8 @@ impl StorageEngine {
         {
             let _writer = inner.lock_writer();
             let _lock = WalLock::take(&inner.wal)?;
+            crate::failpoints::check("open.locked")
+                .map_err(|source| Error::io("open", path.display().to_string(), source))?;
             inner.resync_after_failed_sync()?;
             if inner.pages.load_meta()?.is_none() {
                 inner.pages.write_meta(&initial_meta())?;
@@ -361,6 +363,8 @@ impl StorageEngine {
             vfs.sync_dir(path).map_err(dir_error("sync directory"))?;
             inner.refresh()?;
             inner.ensure_wal_ready()?;
+            crate::failpoints::check("open.recovered")
+                .map_err(|source| Error::io("open", path.display().to_string(), source))?;
             let last_lsn = inner.read_view().last_lsn();
             // Frames found in the WAL may sit only in the page cache (a crashed writer
             // never synced them): make them durable before claiming so in new frames.

@@ -13,6 +13,7 @@
 pub mod format;
 
 use crate::error::{Error, Result};
+use crate::failpoints;
 use crate::page::Lsn;
 use crate::vfs::{LockMode, OpenMode, Vfs, VfsFile};
 pub use format::{
@@ -153,6 +154,7 @@ impl Wal {
     pub fn reset(&self, salt: u32, base_lsn: Lsn) -> Result<WalHeader> {
         self.file.set_len(0).map_err(wal_io("truncate"))?;
         self.sync_now()?;
+        failpoints::check("wal.reset.truncated").map_err(wal_io("write"))?;
         let bytes = format::encode_header(salt, base_lsn);
         self.file.write_all_at(&bytes, 0).map_err(wal_io("write"))?;
         self.sync_now()?;
@@ -234,9 +236,11 @@ impl Wal {
     /// Writes encoded frames at `offset`; `last_lsn` is the LSN of the last of them.
     /// Caller holds the WAL lock. Not durable until [`Wal::sync_through`].
     pub fn append(&self, offset: u64, frames: &[u8], last_lsn: Lsn) -> Result<()> {
+        failpoints::check("wal.append.before").map_err(wal_io("write"))?;
         self.file
             .write_all_at(frames, offset)
             .map_err(wal_io("write"))?;
+        failpoints::check("wal.append.after").map_err(wal_io("write"))?;
         self.written_lsn.fetch_max(last_lsn.0, Ordering::AcqRel);
         Ok(())
     }
@@ -278,7 +282,9 @@ impl Wal {
             state.syncing = true;
             let target = Lsn(self.written_lsn.load(Ordering::Acquire)).max(lsn);
             drop(state);
-            let result = self.file.sync_data();
+            let result = failpoints::check("wal.sync.before")
+                .and_then(|()| self.file.sync_data())
+                .and_then(|()| failpoints::check("wal.sync.after"));
             state = lock_state(&self.sync);
             state.syncing = false;
             match result {
