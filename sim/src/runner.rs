@@ -438,7 +438,29 @@ impl Sim {
         for pid in 0..self.engines.len() {
             self.open(pid)?;
         }
-        self.check(0, Depth::Full)
+        self.check(0, Depth::Full)?;
+        if chance(&mut self.rng, 250_000) {
+            self.recover_again()?;
+        }
+        Ok(())
+    }
+
+    /// Recovery is idempotent: killing a process right after its recovery and recovering
+    /// again must give exactly the state the first recovery gave (the model adopted it, so
+    /// nothing may differ now).
+    fn recover_again(&mut self) -> Step {
+        self.trace
+            .push("p0 killed after recovery; recovering again".to_string());
+        self.engines[0] = None;
+        self.fs.kill_process(0);
+        self.open(0)?;
+        match self.check(0, Depth::Full) {
+            Err(Stop::Broken(violation)) => Err(broken(
+                Rule::Recovery,
+                format!("a second recovery differs from the first: {violation}"),
+            )),
+            other => other,
+        }
     }
 
     fn engine(&mut self, pid: Pid) -> Result<&StorageEngine, Stop> {
