@@ -19,8 +19,8 @@ use std::path::Path;
 const DIR: &str = "/db";
 /// Crash images per captured point: every subset of the unsynced writes when there are at
 /// most this many (else each prefix), then each torn variant, up to the image limit.
-const EXPLORE_SUBSET_WRITES_MAX: usize = 5;
-const EXPLORE_IMAGES_MAX: usize = 40;
+const EXPLORE_SUBSET_WRITES_MAX: usize = 4;
+const EXPLORE_IMAGES_MAX: usize = 32;
 /// Open attempts with faults on before the faults stop for one last try.
 const OPEN_ATTEMPTS_FAULTY: usize = 3;
 
