@@ -302,21 +302,9 @@ impl Disk {
     /// Applies a write to the live image and queues it for durability, filling a gap past
     /// the end with zeros or (if enabled) garbage.
     pub fn apply_write(&mut self, inode_id: u64, offset: u64, bytes: &[u8], file: &str) {
-        let garbage = self.config.garbage_holes;
         let len = self.inode(inode_id).live.len() as u64;
         if offset > len {
-            let fill = self.hole_bytes((offset - len) as usize, garbage);
-            if garbage {
-                self.record(FaultKind::GarbageHole, file, len);
-            }
-            let seq = self.next_seq();
-            let inode = self.inode(inode_id);
-            inode.live.extend_from_slice(&fill);
-            inode.pending.push(Pending::Write {
-                offset: len,
-                bytes: fill,
-                seq,
-            });
+            self.fill_hole(inode_id, len, offset, file);
         }
         let seq = self.next_seq();
         let inode = self.inode(inode_id);
@@ -335,23 +323,11 @@ impl Disk {
 
     /// Truncates or extends the live image, queueing the change.
     pub fn apply_set_len(&mut self, inode_id: u64, len: u64, file: &str) {
-        let garbage = self.config.garbage_holes;
         let old = self.inode(inode_id).live.len() as u64;
         self.inode(inode_id).pending.push(Pending::SetLen(len));
         self.inode(inode_id).live.truncate(len as usize);
         if len > old {
-            let fill = self.hole_bytes((len - old) as usize, garbage);
-            if garbage {
-                self.record(FaultKind::GarbageHole, file, old);
-            }
-            let seq = self.next_seq();
-            let inode = self.inode(inode_id);
-            inode.live.extend_from_slice(&fill);
-            inode.pending.push(Pending::Write {
-                offset: old,
-                bytes: fill,
-                seq,
-            });
+            self.fill_hole(inode_id, old, len, file);
         }
     }
 
@@ -361,12 +337,23 @@ impl Disk {
         self.write_seq
     }
 
-    fn hole_bytes(&mut self, count: usize, garbage: bool) -> Vec<u8> {
-        let mut fill = vec![0u8; count];
-        if garbage {
+    /// Extends the live image from `start` (its end) to `end` with zeros, or garbage if
+    /// enabled, queued like a write: a gap reads back as whatever the disk held.
+    fn fill_hole(&mut self, inode_id: u64, start: u64, end: u64, file: &str) {
+        let mut fill = vec![0u8; (end - start) as usize];
+        if self.config.garbage_holes {
             self.rng.fill_bytes(&mut fill);
+            self.record(FaultKind::GarbageHole, file, start);
         }
-        fill
+        let seq = self.next_seq();
+        let inode = self.inode(inode_id);
+        debug_assert_eq!(inode.live.len() as u64, start);
+        inode.live.extend_from_slice(&fill);
+        inode.pending.push(Pending::Write {
+            offset: start,
+            bytes: fill,
+            seq,
+        });
     }
 
     /// `fdatasync`: makes every pending change durable, or (a fault) fails with Linux
