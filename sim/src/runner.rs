@@ -314,11 +314,11 @@ impl Sim {
     }
 
     /// Drops `pid`'s engine as a crashed process would (no close) and recovers it.
-    fn restart(&mut self, pid: Pid) -> Step {
+    fn restart(&mut self, pid: Pid, depth: Depth) -> Step {
         self.engines[pid] = None;
         self.fs.kill_process(pid);
         self.open(pid)?;
-        self.check(pid, Depth::Contents)
+        self.check(pid, depth)
     }
 
     fn check(&mut self, pid: Pid, depth: Depth) -> Step {
@@ -424,7 +424,9 @@ impl Sim {
         for pid in 0..self.engines.len() {
             if self.fs.is_killed(pid) {
                 self.trace.push(format!("p{pid} was killed"));
-                self.restart(pid)?;
+                // Killed in the middle of an operation: the disk may hold a half-done
+                // change, so the structure is checked too.
+                self.restart(pid, Depth::Full)?;
             }
         }
         Ok(())
@@ -598,7 +600,7 @@ impl Sim {
                     if !self.fs.power_cut_fired() {
                         self.fs.disarm();
                         self.fs.take_captured();
-                        self.restart(process)?;
+                        self.restart(process, Depth::Contents)?;
                     }
                 }
                 Ok(None)
@@ -611,12 +613,12 @@ impl Sim {
                     self.trace.push(format!("  close failed: {error}"));
                     self.classify_error(&error)?;
                 }
-                self.restart(process)?;
+                self.restart(process, Depth::Contents)?;
                 Ok(None)
             }
             Op::ProcessCrash { process } => {
                 self.fs.kill_process(process);
-                self.restart(process)?;
+                self.restart(process, Depth::Contents)?;
                 Ok(None)
             }
             Op::PowerLoss => {
@@ -640,7 +642,7 @@ impl Sim {
         // resolves (the failed change adopted or dropped), so they are dropped.
         self.fs.disarm();
         self.fs.take_captured();
-        self.restart(process)?;
+        self.restart(process, Depth::Contents)?;
         Ok(None)
     }
 
