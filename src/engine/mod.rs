@@ -23,6 +23,11 @@
 //! # Failures
 //! A failed `fdatasync` poisons the instance: every later write returns
 //! [`Error::Poisoned`]; reopen to recover. A failed operation changes nothing.
+//!
+//! On Linux a failed `fdatasync` marks the lost pages clean, so the page cache keeps showing
+//! bytes the disk never got and a later sync does not write them. A poisoned instance
+//! therefore leaves a mark in `wal.shm`, and the next open (in any process) rewrites the
+//! meta pages and the whole WAL and syncs them before it trusts them.
 
 mod checkpoint;
 mod integrity;
