@@ -16,5 +16,6 @@ pub mod model;
 pub mod oracle;
 pub mod runner;
 pub mod simfs;
+pub mod targets;
 pub mod trace;
 pub mod workload;

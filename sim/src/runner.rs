@@ -11,7 +11,7 @@ use crate::trace::Trace;
 use crate::workload::{Op, below, chance, next_op};
 use mentedb_storage::{Error, MemoryNode, Options, RecordId, StorageEngine};
 use rand_chacha::ChaCha8Rng;
-use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -130,7 +130,7 @@ fn broken(rule: Rule, detail: impl Into<String>) -> Stop {
 
 struct Sim {
     seed: u64,
-    rng: ChaCha8Rng,
+    rng: Box<dyn RngCore>,
     fs: SimFs,
     engines: Vec<Option<StorageEngine>>,
     model: Model,
@@ -147,13 +147,18 @@ struct Sim {
 
 /// Runs one seed.
 pub fn run(seed: u64, config: &RunConfig) -> RunReport {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    run_with(seed, config, Box::new(ChaCha8Rng::seed_from_u64(seed)))
+}
+
+/// Runs with the workload drawn from `rng` (the disk's faults still come from `seed`): the
+/// fuzz target `engine_ops` passes its input bytes here.
+pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> RunReport {
     let processes = config
         .processes
-        .unwrap_or_else(|| 1 + below(&mut rng, 4) as usize)
+        .unwrap_or_else(|| 1 + below(&mut *rng, 4) as usize)
         .clamp(1, 8);
     let mut faults =
-        FaultConfig::profile(&config.faults, &mut rng).unwrap_or_else(FaultConfig::none);
+        FaultConfig::profile(&config.faults, &mut *rng).unwrap_or_else(FaultConfig::none);
     faults.wal_bit_flips = processes == 1;
     let fs = SimFs::new(seed, faults.clone());
     if config.explore {
@@ -161,8 +166,8 @@ pub fn run(seed: u64, config: &RunConfig) -> RunReport {
     }
     let mut sim = Sim {
         seed,
-        pool_pages: 4 + below(&mut rng, 60) as usize,
-        checkpoint_bytes: (64 * 1024) << below(&mut rng, 6),
+        pool_pages: 4 + below(&mut *rng, 60) as usize,
+        checkpoint_bytes: (64 * 1024) << below(&mut *rng, 6),
         rng,
         fs,
         engines: (0..processes).map(|_| None).collect(),
@@ -181,7 +186,7 @@ pub fn run(seed: u64, config: &RunConfig) -> RunReport {
     let mut step = 0;
     let result = sim.start().and_then(|()| {
         while step < config.ops {
-            let op = next_op(&mut sim.rng, processes);
+            let op = next_op(&mut *sim.rng, processes);
             sim.execute(step, op)?;
             step += 1;
         }
@@ -264,8 +269,8 @@ impl Sim {
             }
             if last {
                 self.fs.set_faults_active(false);
-            } else if chance(&mut self.rng, 100_000) {
-                let calls = 1 + below(&mut self.rng, 40);
+            } else if chance(&mut *self.rng, 100_000) {
+                let calls = 1 + below(&mut *self.rng, 40);
                 self.fs.kill_process_after(pid, calls);
             }
             self.fs.restart_process(pid);
@@ -402,13 +407,13 @@ impl Sim {
             | Op::Checkpoint { process } => *process,
             _ => return,
         };
-        match below(&mut self.rng, 1000) {
+        match below(&mut *self.rng, 1000) {
             0..=9 => {
-                let calls = 1 + below(&mut self.rng, 24);
+                let calls = 1 + below(&mut *self.rng, 24);
                 self.fs.kill_process_after(process, calls);
             }
             10..=17 => {
-                let calls = 1 + below(&mut self.rng, 24);
+                let calls = 1 + below(&mut *self.rng, 24);
                 self.fs.cut_power_after(calls);
             }
             _ => {}
@@ -441,7 +446,7 @@ impl Sim {
             self.open(pid)?;
         }
         self.check(0, Depth::Full)?;
-        if chance(&mut self.rng, 250_000) {
+        if chance(&mut *self.rng, 250_000) {
             self.recover_again()?;
         }
         Ok(())
@@ -762,7 +767,7 @@ impl Sim {
 
     fn liveness(&mut self) -> Step {
         let nodes: Vec<MemoryNode> = (0..3)
-            .map(|_| crate::workload::node(&mut self.rng, crate::workload::NodeSize::Typical))
+            .map(|_| crate::workload::node(&mut *self.rng, crate::workload::NodeSize::Typical))
             .collect();
         let engine = self.engine(0)?;
         let mut ids = Vec::new();

@@ -1,21 +1,21 @@
 //! The seeded workload: which operation comes next and what nodes look like.
 //!
-//! Everything is drawn from the run's `ChaCha8Rng`, including node identifiers and
+//! Everything is drawn from the run's random source (a seeded `ChaCha8Rng`, or the input
+//! bytes of a fuzz target), including node identifiers and
 //! timestamps (never the wall clock), so a seed replays exactly.
 
 use mentedb_storage::{AgentId, MemoryId, MemoryNode, MemoryType, Timestamp};
-use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::RngCore;
 use std::collections::BTreeMap;
 
 /// Uniform integer in `0..bound` (bound > 0), unbiased enough for a workload.
-pub fn below(rng: &mut ChaCha8Rng, bound: u64) -> u64 {
+pub fn below<R: RngCore + ?Sized>(rng: &mut R, bound: u64) -> u64 {
     assert!(bound > 0, "empty range");
     ((u128::from(rng.next_u64()) * u128::from(bound)) >> 64) as u64
 }
 
 /// True with probability `parts_per_million` / 1,000,000.
-pub fn chance(rng: &mut ChaCha8Rng, parts_per_million: u32) -> bool {
+pub fn chance<R: RngCore + ?Sized>(rng: &mut R, parts_per_million: u32) -> bool {
     below(rng, 1_000_000) < u64::from(parts_per_million)
 }
 
@@ -34,7 +34,7 @@ pub enum NodeSize {
 }
 
 impl NodeSize {
-    fn draw(rng: &mut ChaCha8Rng) -> NodeSize {
+    fn draw<R: RngCore + ?Sized>(rng: &mut R) -> NodeSize {
         match below(rng, 100) {
             0..=29 => NodeSize::Small,
             30..=87 => NodeSize::Typical,
@@ -45,7 +45,7 @@ impl NodeSize {
 }
 
 /// Builds a node of `size` from the RNG alone.
-pub fn node(rng: &mut ChaCha8Rng, size: NodeSize) -> MemoryNode {
+pub fn node<R: RngCore + ?Sized>(rng: &mut R, size: NodeSize) -> MemoryNode {
     let mut id = [0u8; 16];
     rng.fill_bytes(&mut id);
     let mut agent = [0u8; 16];
@@ -153,7 +153,7 @@ impl Op {
 }
 
 /// Draws the next operation for a run with `processes` simulated processes.
-pub fn next_op(rng: &mut ChaCha8Rng, processes: usize) -> Op {
+pub fn next_op<R: RngCore + ?Sized>(rng: &mut R, processes: usize) -> Op {
     let process = below(rng, processes as u64) as usize;
     let pick = rng.next_u64();
     match below(rng, 1000) {
@@ -196,6 +196,7 @@ pub fn next_op(rng: &mut ChaCha8Rng, processes: usize) -> Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng;
 
     #[test]

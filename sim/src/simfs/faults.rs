@@ -2,7 +2,7 @@
 //! every fault that was injected.
 
 use crate::workload::{below, chance};
-use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::RngCore;
 use std::fmt;
 
 /// How much of the unsynced state survives a power loss.
@@ -77,7 +77,7 @@ impl FaultConfig {
 
     /// Crash faults only: torn, reordered, lost writes and garbage holes; no I/O errors and
     /// no corruption.
-    pub fn crash_only(rng: &mut ChaCha8Rng) -> FaultConfig {
+    pub fn crash_only<R: RngCore + ?Sized>(rng: &mut R) -> FaultConfig {
         FaultConfig {
             persistence: if chance(rng, 500_000) {
                 Persistence::Strict
@@ -94,8 +94,8 @@ impl FaultConfig {
 
     /// Swarm testing: each fault switched on or off and given its own rate by the seed, so
     /// one seed hammers torn writes, the next bit flips, the next nothing at all.
-    pub fn swarm(rng: &mut ChaCha8Rng) -> FaultConfig {
-        let rate = |rng: &mut ChaCha8Rng, max_ppm: u64| -> u32 {
+    pub fn swarm<R: RngCore + ?Sized>(rng: &mut R) -> FaultConfig {
+        let rate = |rng: &mut R, max_ppm: u64| -> u32 {
             if chance(rng, 400_000) {
                 below(rng, max_ppm + 1) as u32
             } else {
@@ -119,7 +119,7 @@ impl FaultConfig {
     /// A named profile: `none`, `crash` (crash faults only), `swarm` (everything, rates
     /// per seed), `io` (I/O errors without corruption), `corrupt` (bit flips and
     /// misdirected writes).
-    pub fn profile(name: &str, rng: &mut ChaCha8Rng) -> Option<FaultConfig> {
+    pub fn profile<R: RngCore + ?Sized>(name: &str, rng: &mut R) -> Option<FaultConfig> {
         let config = match name {
             "none" => FaultConfig::none(),
             "crash" => FaultConfig::crash_only(rng),
