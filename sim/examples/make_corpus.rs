@@ -112,25 +112,31 @@ fn store_some(
 fn wal_recovery_inputs() -> Made<Inputs> {
     let mut inputs = Vec::new();
     let (wal, pages) = database(|_| Ok(()))?;
-    inputs.push(("fresh".to_string(), join_files(&wal, &pages)));
+    inputs.push(("fresh".to_string(), join_files(&wal, &pages, false)));
     let (wal, pages) = database(|engine| store_some(engine, 0, 5).map(drop))?;
-    inputs.push(("five-frames".to_string(), join_files(&wal, &pages)));
+    inputs.push(("five-frames".to_string(), join_files(&wal, &pages, false)));
     let torn = wal.len().saturating_sub(37);
-    inputs.push(("torn-tail".to_string(), join_files(&wal[..torn], &pages)));
+    inputs.push((
+        "torn-tail".to_string(),
+        join_files(&wal[..torn], &pages, false),
+    ));
     let mut flipped = wal.clone();
     if flipped.len() > 200 {
         flipped[120] ^= 0x10;
     }
     inputs.push((
         "flipped-synced-frame".to_string(),
-        join_files(&flipped, &pages),
+        join_files(&flipped, &pages, false),
     ));
     let (wal, pages) = database(|engine| {
         store_some(engine, 0, 4)?;
         engine.checkpoint()?;
         store_some(engine, 4, 3).map(drop)
     })?;
-    inputs.push(("after-checkpoint".to_string(), join_files(&wal, &pages)));
+    inputs.push((
+        "after-checkpoint".to_string(),
+        join_files(&wal, &pages, false),
+    ));
     let (wal, pages) = database(|engine| {
         let ids = store_some(engine, 0, 3)?;
         engine.store_memory(&node(9, 40_000))?;
@@ -142,7 +148,31 @@ fn wal_recovery_inputs() -> Made<Inputs> {
     })?;
     inputs.push((
         "overflow-update-delete-batch".to_string(),
-        join_files(&wal, &pages),
+        join_files(&wal, &pages, false),
+    ));
+    // The same, with checksums resealed after changes a checksum would catch: a frame
+    // naming a page far past the end, and meta pages claiming 2^30 pages.
+    let mut crafted_wal = wal.clone();
+    if crafted_wal.len() > 32 + 40 {
+        crafted_wal[32 + 24..32 + 32].copy_from_slice(&u64::from(u32::MAX).to_le_bytes());
+    }
+    inputs.push((
+        "resealed-page-past-the-end".to_string(),
+        join_files(&crafted_wal, &pages, true),
+    ));
+    let (wal, pages) = database(|engine| {
+        store_some(engine, 0, 3)?;
+        engine.checkpoint()
+    })?;
+    let mut crafted_pages = pages.clone();
+    // The allocation state's page count (meta body offset 24) of both meta pages, with
+    // an empty log, so the meta page is what recovery believes.
+    for meta in [0, PAGE_SIZE] {
+        crafted_pages[meta + 72..meta + 80].copy_from_slice(&(1u64 << 30).to_le_bytes());
+    }
+    inputs.push((
+        "resealed-huge-meta".to_string(),
+        join_files(&wal, &crafted_pages, true),
     ));
     Ok(inputs)
 }

@@ -5,7 +5,7 @@
 //!
 //! | target | input | checks |
 //! |---|---|---|
-//! | `wal_recovery` | `u32` WAL length, the WAL bytes, then the `pages.db` bytes | open on [`SimFs`] returns `Ok` or a clean error; if it opens, scan, integrity check, store and load work or fail cleanly |
+//! | `wal_recovery` | `u32` WAL length (high bit: reseal every checksum first), the WAL bytes, then the `pages.db` bytes | open on [`SimFs`] returns `Ok` or a clean error; if it opens, scan, integrity check, store and load work or fail cleanly |
 //! | `page_decode` | bytes of one page (padded to 64 KiB) and of a delta | header, slotted, meta, allocation state and delta decoding never panic, sealed or not |
 //! | `record_decode` | an encoded node | decoding never panics; what decodes re-encodes to a node that decodes equal |
 //! | `engine_ops` | 8 bytes of fault seed, then the bytes that draw each operation | the simulator's runner and oracle: no violation |
@@ -16,7 +16,9 @@ use mentedb_storage::memory::{decode_record, encoded_record};
 use mentedb_storage::page::{Lsn, Page, PageId, apply_delta};
 use mentedb_storage::pager::{AllocState, decode_meta_page};
 use mentedb_storage::slotted::{check_data_page, read_slot, slot_count};
-use mentedb_storage::wal::format::{ScanStart, WAL_HEADER_SIZE, decode_header, scan_frames};
+use mentedb_storage::wal::format::{
+    ScanStart, WAL_HEADER_SIZE, decode_header, reseal_log, scan_frames,
+};
 use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, PAGE_SIZE, StorageEngine};
 use rand_chacha::rand_core::RngCore;
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,11 +42,18 @@ const SLOTS_WALKED_MAX: u32 = 8_192;
 const ENGINE_OPS_MAX: usize = 400;
 
 /// Opens a database made of the input's WAL and page-file bytes.
+/// The high bit of the WAL length asks for resealed checksums (see [`reseal`]).
+pub const RESEAL_FLAG: u32 = 1 << 31;
+
 pub fn wal_recovery(data: &[u8]) {
-    let (wal, pages) = split_files(data);
+    let (wal, pages, resealed) = split_files(data);
+    let (mut wal, mut pages) = (wal.to_vec(), pages.to_vec());
+    if resealed {
+        reseal(&mut wal, &mut pages);
+    }
     let mut files = BTreeMap::new();
-    files.insert(PathBuf::from("/db/wal.log"), wal.to_vec());
-    files.insert(PathBuf::from("/db/pages.db"), pages.to_vec());
+    files.insert(PathBuf::from("/db/wal.log"), wal);
+    files.insert(PathBuf::from("/db/pages.db"), pages);
     let image = Image {
         files,
         directories: BTreeSet::from([PathBuf::from("/"), PathBuf::from("/db")]),
@@ -81,19 +90,39 @@ pub fn wal_recovery(data: &[u8]) {
     let _ = engine.close();
 }
 
-/// Splits a `wal_recovery` input: a little-endian `u32` WAL length, the WAL, the rest.
-pub fn split_files(data: &[u8]) -> (&[u8], &[u8]) {
+/// Splits a `wal_recovery` input: a little-endian `u32` WAL length (its high bit:
+/// [`RESEAL_FLAG`]), the WAL, the rest.
+pub fn split_files(data: &[u8]) -> (&[u8], &[u8], bool) {
     let Some((length, rest)) = data.split_first_chunk::<4>() else {
-        return (&[], data);
+        return (&[], data, false);
     };
-    let wal_len = (u32::from_le_bytes(*length) as usize).min(rest.len());
-    rest.split_at(wal_len)
+    let length = u32::from_le_bytes(*length);
+    let wal_len = ((length & !RESEAL_FLAG) as usize).min(rest.len());
+    let (wal, pages) = rest.split_at(wal_len);
+    (wal, pages, length & RESEAL_FLAG != 0)
+}
+
+/// Makes every checksum of a crafted database hold (each whole page of the page file
+/// sealed for its place, the WAL's header and frame chain resealed), so the fuzzer reaches
+/// the decoders behind the checksums: what a buggy writer or a malicious file could present.
+pub fn reseal(wal: &mut [u8], pages: &mut [u8]) {
+    reseal_log(wal);
+    for (index, chunk) in pages.chunks_exact_mut(PAGE_SIZE).enumerate() {
+        if let Ok(mut page) = Page::from_bytes(chunk) {
+            if page.id().0 as usize != index {
+                continue;
+            }
+            page.seal();
+            chunk.copy_from_slice(page.bytes());
+        }
+    }
 }
 
 /// The inverse of [`split_files`], for building corpus files.
-pub fn join_files(wal: &[u8], pages: &[u8]) -> Vec<u8> {
+pub fn join_files(wal: &[u8], pages: &[u8], resealed: bool) -> Vec<u8> {
     let mut data = Vec::with_capacity(4 + wal.len() + pages.len());
-    data.extend_from_slice(&(wal.len() as u32).to_le_bytes());
+    let flag = if resealed { RESEAL_FLAG } else { 0 };
+    data.extend_from_slice(&(wal.len() as u32 | flag).to_le_bytes());
     data.extend_from_slice(wal);
     data.extend_from_slice(pages);
     data
