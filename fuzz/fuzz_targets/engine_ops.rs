@@ -1,5 +1,5 @@
-//! `cargo fuzz run engine_ops corpus/engine_ops` (from the repository root, with `--fuzz-dir fuzz`):
-//! see `mentedb_sim::targets::engine_ops` for the input format and what is checked.
+//! From the repository root: `cargo fuzz run -s none engine_ops /tmp/work-engine_ops corpus/engine_ops`
+//! (README, "Fuzzing"). The input format and what is checked: `mentedb_sim::targets::engine_ops`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| mentedb_sim::targets::engine_ops(data));

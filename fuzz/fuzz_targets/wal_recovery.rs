@@ -1,5 +1,5 @@
-//! `cargo fuzz run wal_recovery corpus/wal_recovery` (from the repository root, with `--fuzz-dir fuzz`):
-//! see `mentedb_sim::targets::wal_recovery` for the input format and what is checked.
+//! From the repository root: `cargo fuzz run -s none wal_recovery /tmp/work-wal_recovery corpus/wal_recovery`
+//! (README, "Fuzzing"). The input format and what is checked: `mentedb_sim::targets::wal_recovery`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| mentedb_sim::targets::wal_recovery(data));
