@@ -72,10 +72,20 @@ impl fmt::Display for PageId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Lsn(pub u64);
 
+/// The largest LSN a decoder accepts from disk: far beyond any real history (2^62
+/// commits), and low enough that the arithmetic on it never overflows.
+pub const LSN_MAX: u64 = u64::MAX >> 2;
+
 impl Lsn {
-    /// The LSN after this one.
+    /// The LSN after this one (saturating: decoders reject LSNs above [`LSN_MAX`], so only
+    /// a bug could get near the end).
     pub fn next(self) -> Lsn {
-        Lsn(self.0 + 1)
+        Lsn(self.0.saturating_add(1))
+    }
+
+    /// True if the LSN is one a database can hold (at most [`LSN_MAX`]).
+    pub fn is_valid(self) -> bool {
+        self.0 <= LSN_MAX
     }
 }
 

@@ -163,6 +163,11 @@ pub fn decode_meta_page(page: &Page, id: PageId) -> Result<Option<Meta>, DecodeE
         return Err(DecodeError::new("meta page has a bad magic"));
     }
     let generation = page.get_u64(META_OFFSET_GENERATION);
+    if generation > crate::page::LSN_MAX {
+        return Err(DecodeError::new(format!(
+            "meta generation {generation} over the limit"
+        )));
+    }
     if meta_page_id(generation) != id {
         return Err(DecodeError::new(format!(
             "generation {generation} in the wrong meta slot"
@@ -170,9 +175,16 @@ pub fn decode_meta_page(page: &Page, id: PageId) -> Result<Option<Meta>, DecodeE
     }
     let alloc =
         AllocState::decode(&page.bytes()[META_OFFSET_ALLOC..META_OFFSET_ALLOC + ALLOC_STATE_SIZE])?;
+    let checkpoint_lsn = Lsn(page.get_u64(META_OFFSET_CHECKPOINT_LSN));
+    if !checkpoint_lsn.is_valid() {
+        return Err(DecodeError::new(format!(
+            "checkpoint LSN {} over the limit",
+            checkpoint_lsn.0
+        )));
+    }
     Ok(Some(Meta {
         generation,
-        checkpoint_lsn: Lsn(page.get_u64(META_OFFSET_CHECKPOINT_LSN)),
+        checkpoint_lsn,
         alloc,
     }))
 }

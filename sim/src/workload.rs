@@ -58,7 +58,7 @@ pub fn node<R: RngCore + ?Sized>(rng: &mut R, size: NodeSize) -> MemoryNode {
     };
     let seed = rng.next_u64();
     let content: String = (0..content_len)
-        .map(|index| (b'a' + ((seed as usize + index * 7) % 26) as u8) as char)
+        .map(|index| (b'a' + ((seed as usize).wrapping_add(index * 7) % 26) as u8) as char)
         .collect();
     let embedding = (0..dimensions)
         .map(|index| ((seed >> (index % 48)) & 0xffff) as f32 / 65_536.0)

@@ -144,9 +144,16 @@ pub fn decode_header(bytes: &[u8]) -> Result<WalHeader, DecodeError> {
             "WAL format version {version}, expected {WAL_FORMAT_VERSION}"
         )));
     }
+    let base_lsn = Lsn(le_u64(bytes, 16));
+    if !base_lsn.is_valid() {
+        return Err(DecodeError::new(format!(
+            "WAL base LSN {} over the limit",
+            base_lsn.0
+        )));
+    }
     Ok(WalHeader {
         salt: le_u32(bytes, 12),
-        base_lsn: Lsn(le_u64(bytes, 16)),
+        base_lsn,
         crc: stored,
     })
 }
@@ -310,6 +317,9 @@ pub fn parse_frame(bytes: &[u8], offset: u64, salt: u32) -> Result<FrameInfo, De
             "unknown frame codec {}",
             bytes[37]
         )));
+    }
+    if !Lsn(le_u64(bytes, 8)).is_valid() || !Lsn(le_u64(bytes, 16)).is_valid() {
+        return Err(DecodeError::new("frame LSN over the limit"));
     }
     Ok(FrameInfo {
         offset,
