@@ -315,14 +315,7 @@ impl LockTable {
 
 impl MemFile {
     fn check_writable(&self) -> io::Result<()> {
-        if self.writable {
-            Ok(())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "file handle was opened read-only",
-            ))
-        }
+        super::check_writable(self.writable)
     }
 
     /// Takes `mode`, waiting for conflicting holders to leave if `wait`; returns whether the

@@ -145,6 +145,19 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     }
 }
 
+/// The check every [`VfsFile`] implementation makes before changing a file: a handle opened
+/// with [`OpenMode::ReadOnly`] refuses with `PermissionDenied`.
+pub fn check_writable(writable: bool) -> io::Result<()> {
+    if writable {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "file handle was opened read-only",
+        ))
+    }
+}
+
 /// Bytes [`rewrite_prefix`] moves per call.
 const REWRITE_CHUNK_BYTES: usize = 1 << 20;
 

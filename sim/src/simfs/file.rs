@@ -48,14 +48,7 @@ impl SimFile {
     }
 
     fn check_writable(&self) -> io::Result<()> {
-        if self.writable {
-            Ok(())
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "file handle was opened read-only",
-            ))
-        }
+        mentedb_storage::vfs::check_writable(self.writable)
     }
 
     /// How many of `len` bytes a call transfers: all, or (a fault) fewer but at least one.
