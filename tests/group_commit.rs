@@ -122,6 +122,7 @@ fn concurrent_durable_stores_share_fdatasyncs_and_all_survive_a_crash() {
     let commits = (THREADS * STORES_PER_THREAD) as u64;
     let syncs = wal_syncs.load(Ordering::SeqCst) - syncs_at_start;
     assert!(syncs >= 1);
+    eprintln!("GCDEBUG {syncs} syncs for {commits}");
     assert!(
         syncs <= commits / 2,
         "{syncs} WAL syncs for {commits} concurrent commits: committers did not share syncs"

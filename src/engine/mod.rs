@@ -219,11 +219,39 @@ impl Inner {
         };
         if sync_now {
             self.commits_unsynced.store(0, Ordering::Release);
-            self.wal
-                .sync_through(lsn)
+            self.sync_shared(lsn)
                 .map_err(|error| self.wal_sync_failed(error))?;
         }
         Ok(())
+    }
+
+    /// Makes `lsn` durable, sharing syncs between threads (the WAL's leader/follower group
+    /// commit) and between processes: the leader passes a `flock` gate in `wal.shm`; if a
+    /// process that synced meanwhile recorded that it covered the target, no `fdatasync`
+    /// is needed; otherwise it syncs everything published so far and records that, so the
+    /// processes queued behind it at the gate usually find their commits covered.
+    fn sync_shared(&self, lsn: Lsn) -> Result<()> {
+        let salt = self.read_view().cursor.salt;
+        self.wal.sync_through_with(lsn, |wal, target| {
+            let _gate = self.shm.take_sync_gate().map_err(std::io::Error::other)?;
+            let recorded = self.shm.read_durable(salt).map_err(std::io::Error::other)?;
+            if recorded >= target {
+                return Ok(recorded);
+            }
+            // Every commit published so far was appended before this sync starts, so the
+            // sync covers it (a torn or missing counter covers only the target).
+            let published = Lsn(self.shm.read().map_err(std::io::Error::other)?);
+            let covered = if published.is_valid() {
+                published.max(target)
+            } else {
+                target
+            };
+            wal.sync_file()?;
+            self.shm
+                .write_durable(salt, covered)
+                .map_err(std::io::Error::other)?;
+            Ok(covered)
+        })
     }
 
     fn maybe_checkpoint(&self) -> Result<()> {
@@ -378,6 +406,10 @@ impl StorageEngine {
                 .sync_through(last_lsn)
                 .map_err(|error| inner.poison(error.to_string()))?;
             inner.shm.write(last_lsn.0)?;
+            // Everything recovered is durable now; a record left from before a power loss
+            // could claim LSNs that recovery has handed out again.
+            let salt = inner.read_view().cursor.salt;
+            inner.shm.write_durable(salt, last_lsn)?;
             inner.shm_seen.store(last_lsn.0, Ordering::Release);
         }
         Ok(StorageEngine { inner })

@@ -18,7 +18,7 @@ use super::Inner;
 use crate::error::{Error, Result};
 use crate::page::{Lsn, PAGE_SIZE, Page, PageId, apply_delta};
 use crate::pager::{AllocState, FIRST_DATA_PAGE, Meta, PAGE_FILE_NAME};
-use crate::vfs::{OpenMode, Vfs, VfsFile};
+use crate::vfs::{LockMode, OpenMode, Vfs, VfsFile};
 use crate::wal::{FrameInfo, ScanStop, WAL_FILE_NAME, WalCursor, WalEntryType, WalHeader};
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,6 +27,9 @@ use std::path::Path;
 pub const SHM_FILE_NAME: &str = "wal.shm";
 /// What a missing or torn `wal.shm` reads as: never published (LSNs stay far below).
 const SHM_UNKNOWN: u64 = u64::MAX;
+/// Where `wal.shm` keeps the durable-LSN record (`salt u32, lsn u64, crc u32`).
+const DURABLE_OFFSET: u64 = 32;
+const DURABLE_RECORD_BYTES: usize = 16;
 /// Where `wal.shm` keeps the sync-failure mark, and the mark.
 const SYNC_FAILED_OFFSET: u64 = 16;
 const SYNC_FAILED_MARK: [u8; 8] = *b"SYNCFAIL";
@@ -107,19 +110,82 @@ impl View {
     }
 }
 
-/// The shared change counter `wal.shm`: `lsn u64, crc u32` of the last commit at offset 0;
-/// at offset 16 the 8-byte sync-failure mark `SYNCFAIL` (or zeros).
+/// The shared counters file `wal.shm` (never synced; it only coordinates processes):
+/// - offset 0: `lsn u64, crc u32` of the last commit (readers poll it to catch up);
+/// - offset 16: the 8-byte sync-failure mark `SYNCFAIL` (or zeros);
+/// - offset 32: `salt u32, lsn u64, crc u32`: the highest LSN of that WAL life some process
+///   made durable (cross-process group commit), reset by every open.
+///
+/// Its `flock` (through a second handle) is the sync gate.
 #[derive(Debug)]
 pub(crate) struct SharedCounter {
     file: Box<dyn VfsFile>,
+    /// A second handle on the same file: its `flock` is the cross-process sync gate (a
+    /// lock belongs to a handle, so it must not be the handle the counter is read through).
+    sync_gate: Box<dyn VfsFile>,
+}
+
+/// Holds the cross-process sync gate; releases it on drop.
+pub(crate) struct SyncGate<'a>(&'a SharedCounter);
+
+impl Drop for SyncGate<'_> {
+    fn drop(&mut self) {
+        // Unlocking cannot meaningfully fail; closing the handle would release it too.
+        let _ = self.0.sync_gate.unlock();
+    }
 }
 
 impl SharedCounter {
     pub fn open(vfs: &dyn Vfs, path: &Path) -> Result<SharedCounter> {
-        let file = vfs
-            .open_file(path, OpenMode::CreateOrOpen)
-            .map_err(|source| Error::io("open", SHM_FILE_NAME, source))?;
-        Ok(SharedCounter { file })
+        let open = || {
+            vfs.open_file(path, OpenMode::CreateOrOpen)
+                .map_err(|source| Error::io("open", SHM_FILE_NAME, source))
+        };
+        Ok(SharedCounter {
+            file: open()?,
+            sync_gate: open()?,
+        })
+    }
+
+    /// Takes the cross-process sync gate (blocking): one process at a time syncs the WAL,
+    /// the others then find their commit covered.
+    pub fn take_sync_gate(&self) -> Result<SyncGate<'_>> {
+        self.sync_gate
+            .lock(LockMode::Exclusive)
+            .map_err(|source| Error::io("lock", SHM_FILE_NAME, source))?;
+        Ok(SyncGate(self))
+    }
+
+    /// The highest LSN some process made durable in the WAL life of `salt`, or `Lsn(0)`
+    /// if none is recorded (missing, torn, or another life).
+    pub fn read_durable(&self, salt: u32) -> Result<Lsn> {
+        let mut bytes = [0u8; DURABLE_RECORD_BYTES];
+        match self.file.read_exact_at(&mut bytes, DURABLE_OFFSET) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Lsn(0)),
+            Err(source) => return Err(Error::io("read", SHM_FILE_NAME, source)),
+        }
+        let crc = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+        let stored_salt = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        if crc != crc32fast::hash(&bytes[..12]) || stored_salt != salt {
+            return Ok(Lsn(0));
+        }
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&bytes[4..12]);
+        let lsn = Lsn(u64::from_le_bytes(raw));
+        Ok(if lsn.is_valid() { lsn } else { Lsn(0) })
+    }
+
+    /// Records that every frame up to `lsn` of the WAL life `salt` is durable.
+    pub fn write_durable(&self, salt: u32, lsn: Lsn) -> Result<()> {
+        let mut bytes = [0u8; DURABLE_RECORD_BYTES];
+        bytes[..4].copy_from_slice(&salt.to_le_bytes());
+        bytes[4..12].copy_from_slice(&lsn.0.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..12]);
+        bytes[12..].copy_from_slice(&crc.to_le_bytes());
+        self.file
+            .write_all_at(&bytes, DURABLE_OFFSET)
+            .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
     }
 
     /// The stored value, or [`SHM_UNKNOWN`] if it is missing or torn: a value no process

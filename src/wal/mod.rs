@@ -264,6 +264,25 @@ impl Wal {
     /// Returns once `lsn` is durable. Concurrent callers share one `fdatasync`: the first
     /// becomes the leader and syncs everything written so far; the others wait for it.
     pub fn sync_through(&self, lsn: Lsn) -> Result<()> {
+        self.sync_through_with(lsn, |wal, target| wal.sync_file().map(|()| target))
+    }
+
+    /// `fdatasync` of the log, between the `wal.sync.*` failpoints.
+    pub fn sync_file(&self) -> std::io::Result<()> {
+        failpoints::check("wal.sync.before")
+            .and_then(|()| self.file.sync_data())
+            .and_then(|()| failpoints::check("wal.sync.after"))
+    }
+
+    /// [`Wal::sync_through`] with the leader's work given by the caller: `leader(wal,
+    /// target)` must make everything this instance wrote up to `target` durable (usually
+    /// with [`Wal::sync_file`]) and return the LSN it knows durable, at least `target`.
+    /// The engine uses it to share syncs with other processes. A failure poisons the log.
+    pub fn sync_through_with(
+        &self,
+        lsn: Lsn,
+        leader: impl Fn(&Wal, Lsn) -> std::io::Result<Lsn>,
+    ) -> Result<()> {
         let mut state = lock_state(&self.sync);
         loop {
             if let Some(reason) = &state.poisoned {
@@ -282,13 +301,14 @@ impl Wal {
             state.syncing = true;
             let target = Lsn(self.written_lsn.load(Ordering::Acquire)).max(lsn);
             drop(state);
-            let result = failpoints::check("wal.sync.before")
-                .and_then(|()| self.file.sync_data())
-                .and_then(|()| failpoints::check("wal.sync.after"));
+            let result = leader(self, target);
             state = lock_state(&self.sync);
             state.syncing = false;
             match result {
-                Ok(()) => state.durable_lsn = state.durable_lsn.max(target),
+                Ok(durable) => {
+                    debug_assert!(durable >= target, "the leader must cover its target");
+                    state.durable_lsn = state.durable_lsn.max(durable).max(target);
+                }
                 Err(error) => {
                     state.poisoned = Some(format!("fdatasync of {WAL_FILE_NAME} failed: {error}"))
                 }
