@@ -68,10 +68,14 @@ struct Checker<'a> {
 }
 
 impl Inner {
-    /// Checks the whole database as this process sees it.
+    /// Checks the whole database at the last commit. It holds the writer locks while it
+    /// runs: it relates many pages to each other, and commits and checkpoints of other
+    /// processes between those reads would show as false problems.
     pub(crate) fn check_integrity(&self) -> Result<IntegrityReport> {
         self.check_open()?;
-        self.refresh_if_changed()?;
+        let _writer = self.lock_writer();
+        let _lock = super::WalLock::take(&self.wal)?;
+        self.refresh()?;
         let alloc = self.read_view().alloc;
         let mut checker = Checker {
             inner: self,

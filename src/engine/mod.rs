@@ -57,7 +57,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use txn::Txn;
-use view::{SharedCounter, View};
+use view::{CacheUpdate, SharedCounter, View};
 
 /// How often a read retries after meeting another process's WAL reset.
 const READ_ATTEMPTS_MAX: u32 = 16;
@@ -313,7 +313,13 @@ impl Inner {
         pages: Vec<(PageId, Page)>,
     ) -> Result<()> {
         let mut view = self.write_view();
-        self.apply_committed(&mut view, frames, cursor, Some(alloc))?;
+        self.apply_committed(
+            &mut view,
+            frames,
+            cursor,
+            Some(alloc),
+            CacheUpdate::Invalidate,
+        )?;
         for (id, page) in pages {
             self.pool.install(id, Arc::new(page), true);
         }
@@ -454,8 +460,8 @@ impl StorageEngine {
     /// Loads the node a handle names; [`Error::NotFound`] for a deleted or stale handle.
     pub fn load_memory(&self, id: RecordId) -> Result<MemoryNode> {
         self.inner.check_open()?;
-        self.inner.refresh_if_changed()?;
-        let bytes = self.inner.load_record_bytes(id, true)?;
+        let published = self.inner.refresh_if_changed()?;
+        let bytes = self.inner.load_record(id, true, published)?;
         decode_record(&bytes).map_err(|error| error.at(PAGE_FILE_NAME, id.page_id().offset()))
     }
 
@@ -497,7 +503,8 @@ impl StorageEngine {
 
     /// Verifies every page and that every page is accounted for exactly once (data, owned
     /// overflow, or on the free list). Corruption is reported in the result; `Err` only for
-    /// I/O failures or a closed engine.
+    /// I/O failures or a closed engine. Checks the state at the last commit, holding the
+    /// writer locks meanwhile: writers in every process wait until it is done.
     pub fn check_integrity(&self) -> Result<IntegrityReport> {
         self.inner.check_integrity()
     }

@@ -21,6 +21,17 @@ use crate::slotted::{
 };
 use std::collections::BTreeMap;
 
+/// How often a lock-free read of a record spanning pages retries before it takes the
+/// writer locks (see [`Inner::load_record`]).
+const RECORD_READ_ATTEMPTS_MAX: u32 = 8;
+
+/// Whether reading a record touched only its home page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PagesRead {
+    One,
+    Several,
+}
+
 /// Free-space hints kept by a writer; pages with less room than this are forgotten.
 const HINT_FREE_BYTES_MIN: usize = 512;
 /// Most pages remembered in the free-space hints.
@@ -292,23 +303,72 @@ fn overflow_chain(
 }
 
 impl Inner {
-    /// The bytes of the record a user handle names.
-    pub(crate) fn load_record_bytes(&self, id: RecordId, cache: bool) -> Result<Vec<u8>> {
+    /// The bytes of the record a user handle names, as of one commit point, although reads
+    /// take no lock. `published` is the shared counter the view has caught up with
+    /// ([`Inner::refresh_if_changed`]).
+    ///
+    /// A record in its home slot is read from one page, which is always one version. A
+    /// forwarded or overflowing record spans pages, and another process may commit or
+    /// checkpoint between two of those page reads (a checkpoint rewrites `pages.db` under
+    /// lock-free readers), so the pages may come from different versions: a forward to a
+    /// slot since freed, an overflow chain since reused by another record. Such a read is
+    /// trusted only if the shared counter did not move while it ran (no commit published,
+    /// hence no checkpoint past the view either, since both happen under the WAL lock);
+    /// otherwise it catches up and reads again. After [`RECORD_READ_ATTEMPTS_MAX`] moved
+    /// counters it reads under the writer locks, where nothing moves: bounded work, and
+    /// never a mixed record or a false corruption report.
+    pub(crate) fn load_record(&self, id: RecordId, cache: bool, published: u64) -> Result<Vec<u8>> {
+        let mut published = published;
+        for _ in 0..RECORD_READ_ATTEMPTS_MAX {
+            let (outcome, pages) = self.load_record_bytes(id, cache);
+            if pages == PagesRead::One {
+                return outcome;
+            }
+            let now = self.shm.read()?;
+            if now == published {
+                return outcome;
+            }
+            self.refresh_with(now)?;
+            published = now;
+        }
+        let _writer = self.lock_writer();
+        let _lock = super::WalLock::take(&self.wal)?;
+        self.refresh()?;
+        self.load_record_bytes(id, cache).0
+    }
+
+    /// One attempt of [`Inner::load_record`], and whether it read beyond the home page.
+    fn load_record_bytes(&self, id: RecordId, cache: bool) -> (Result<Vec<u8>>, PagesRead) {
         let page_count = self.read_view().alloc.page_count;
         if id.page_id() < FIRST_DATA_PAGE || id.page_id().0 >= page_count {
-            return Err(Error::NotFound);
+            return (Err(Error::NotFound), PagesRead::One);
         }
-        let page = self.read_page(id.page_id(), cache)?;
+        let page = match self.read_page(id.page_id(), cache) {
+            Ok(page) => page,
+            Err(error) => return (Err(error), PagesRead::One),
+        };
         if page.page_type() != Some(PageType::Data) {
-            return Err(Error::NotFound);
+            return (Err(Error::NotFound), PagesRead::One);
         }
         let at = |error: crate::error::DecodeError| error.at(PAGE_FILE_NAME, id.page_id().offset());
-        let slot = slotted::lookup(&page, id, false)
-            .map_err(at)?
-            .ok_or(Error::NotFound)?;
+        let slot = match slotted::lookup(&page, id, false) {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return (Err(Error::NotFound), PagesRead::One),
+            Err(error) => return (Err(at(error)), PagesRead::One),
+        };
         match slot.content {
-            SlotContent::Forward(target) => self.load_moved(id, target, page_count, cache),
-            content => self.slot_bytes(&page, id.page_id(), content, cache),
+            SlotContent::Forward(target) => (
+                self.load_moved(id, target, page_count, cache),
+                PagesRead::Several,
+            ),
+            content @ SlotContent::Overflow { .. } => (
+                self.slot_bytes(&page, id.page_id(), content, cache),
+                PagesRead::Several,
+            ),
+            content => (
+                self.slot_bytes(&page, id.page_id(), content, cache),
+                PagesRead::One,
+            ),
         }
     }
 

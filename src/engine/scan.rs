@@ -4,10 +4,16 @@
 //! record under its home handle: a forwarded record is read through its forward, and the
 //! moved-in copy it points to is skipped where it lies. Pages that miss the cache are read
 //! without being cached. An error is yielded once and the scan goes on with the next page.
+//!
+//! A scan takes no lock and is not a snapshot: each page is read as it is when the scan
+//! reaches it (one page is always one version), so a node stored or deleted by another
+//! process during the scan may or may not appear. Every node yielded is whole and as of one
+//! commit point (a node spanning pages is read like a load, see `Inner::load_record`), and
+//! every node live for the whole scan is yielded.
 
 use super::Inner;
 use crate::buffer::PageRef;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory::{MemoryNode, decode_record};
 use crate::page::{PageId, PageType};
 use crate::pager::{FIRST_DATA_PAGE, PAGE_FILE_NAME};
@@ -78,8 +84,16 @@ impl<'a> ScanIter<'a> {
                 continue;
             };
             let bytes = match slot.content {
-                SlotContent::Forward(_) => inner.load_record_bytes(id, false),
-                content => inner.slot_bytes(page, page_id, content, false),
+                SlotContent::Inline { .. } => inner.slot_bytes(page, page_id, slot.content, false),
+                // Spans pages: read it as of one commit point, like a load. It may have been
+                // deleted since this page was read; it is then no longer part of the scan.
+                _ => match inner
+                    .refresh_if_changed()
+                    .and_then(|published| inner.load_record(id, false, published))
+                {
+                    Err(Error::NotFound) => continue,
+                    other => other,
+                },
             };
             let node = bytes.and_then(|bytes| {
                 decode_record(&bytes).map_err(|error| error.at(PAGE_FILE_NAME, page_id.offset()))

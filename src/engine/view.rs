@@ -22,6 +22,7 @@ use crate::vfs::{LockMode, OpenMode, Vfs, VfsFile};
 use crate::wal::{FrameInfo, ScanStop, WAL_FILE_NAME, WalCursor, WalEntryType, WalHeader};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Name of the shared change counter inside the database directory.
 pub const SHM_FILE_NAME: &str = "wal.shm";
@@ -33,6 +34,8 @@ const DURABLE_RECORD_BYTES: usize = 16;
 /// Where `wal.shm` keeps the sync-failure mark, and the mark.
 const SYNC_FAILED_OFFSET: u64 = 16;
 const SYNC_FAILED_MARK: [u8; 8] = *b"SYNCFAIL";
+/// How often a refresh retries after meeting a WAL reset by another process.
+const REFRESH_ATTEMPTS_MAX: u32 = 16;
 /// How often a full reload retries when it meets a checkpoint in progress elsewhere.
 const RELOAD_ATTEMPTS_MAX: u32 = 64;
 
@@ -81,8 +84,27 @@ impl View {
         self.cursor.end
     }
 
-    /// Adds committed frames to the index; returns the pages they change.
+    /// Adds committed frames to the index; returns the pages they change. All or nothing:
+    /// on error (a delta for a page without an image) the index is unchanged.
     fn index_frames(&mut self, frames: &[FrameInfo]) -> Result<Vec<PageId>> {
+        let mut imaged = std::collections::HashSet::new();
+        for frame in frames {
+            match frame.kind {
+                WalEntryType::PageImage => {
+                    imaged.insert(frame.page);
+                }
+                WalEntryType::PageDelta
+                    if !imaged.contains(&frame.page) && !self.index.contains_key(&frame.page) =>
+                {
+                    return Err(Error::corruption(
+                        WAL_FILE_NAME,
+                        frame.offset,
+                        format!("delta for {} without a page image", frame.page),
+                    ));
+                }
+                WalEntryType::PageDelta | WalEntryType::Commit => {}
+            }
+        }
         let mut touched = Vec::new();
         for frame in frames {
             match frame.kind {
@@ -90,19 +112,10 @@ impl View {
                     self.index.insert(frame.page, vec![*frame]);
                     touched.push(frame.page);
                 }
-                WalEntryType::PageDelta => match self.index.get_mut(&frame.page) {
-                    Some(frames) => {
-                        frames.push(*frame);
-                        touched.push(frame.page);
-                    }
-                    None => {
-                        return Err(Error::corruption(
-                            WAL_FILE_NAME,
-                            frame.offset,
-                            format!("delta for {} without a page image", frame.page),
-                        ));
-                    }
-                },
+                WalEntryType::PageDelta => {
+                    self.index.entry(frame.page).or_default().push(*frame);
+                    touched.push(frame.page);
+                }
                 WalEntryType::Commit => {}
             }
         }
@@ -249,13 +262,14 @@ impl SharedCounter {
 }
 
 impl Inner {
-    /// Catches up with commits of other processes if the shared counter moved.
-    pub(crate) fn refresh_if_changed(&self) -> Result<()> {
+    /// Catches up with commits of other processes if the shared counter moved; returns the
+    /// counter the view now covers (see [`Inner::load_record`]).
+    pub(crate) fn refresh_if_changed(&self) -> Result<u64> {
         let published = self.shm.read()?;
-        if published == self.shm_seen.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(());
+        if published != self.shm_seen.load(std::sync::atomic::Ordering::Acquire) {
+            self.refresh_with(published)?;
         }
-        self.refresh_with(published)
+        Ok(published)
     }
 
     /// Catches up with every commit in the WAL (writers call this under the WAL lock).
@@ -264,7 +278,25 @@ impl Inner {
         self.refresh_with(published)
     }
 
-    fn refresh_with(&self, published: u64) -> Result<()> {
+    /// Catches up with every commit in the WAL and notes `published` (read before) as seen.
+    ///
+    /// Another process may reset the WAL while this reads it (a checkpoint; readers hold no
+    /// lock): a frame then fails to read back or the scan meets the new life's bytes. The
+    /// view is left as it was, and the next attempt reads the new header and reloads.
+    pub(crate) fn refresh_with(&self, published: u64) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.refresh_once(published) {
+                Err(error) if attempt < REFRESH_ATTEMPTS_MAX && super::touches_wal(&error) => {
+                    attempt += 1;
+                    std::thread::yield_now();
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn refresh_once(&self, published: u64) -> Result<()> {
         let mut view = self.write_view();
         let header = self.wal.read_header()?;
         let same_life = header.is_some_and(|header| {
@@ -290,7 +322,7 @@ impl Inner {
         }
         let committed = &scan.frames[..scan.committed_frames];
         let cursor = view.cursor.after(&scan);
-        self.apply_committed(view, committed, cursor, None)?;
+        self.apply_committed(view, committed, cursor, None, CacheUpdate::ApplyFrames)?;
         self.check_page_count(view)
     }
 
@@ -332,22 +364,71 @@ impl Inner {
         frames: &[FrameInfo],
         cursor: WalCursor,
         alloc: Option<AllocState>,
+        cache: CacheUpdate,
     ) -> Result<()> {
         if cursor.last_lsn <= view.cursor.last_lsn {
             return Ok(());
         }
-        let touched = view.index_frames(frames)?;
-        for page in touched {
-            self.pool.invalidate(page);
-        }
+        // Everything that can fail comes before the view changes: a failed catch-up leaves
+        // the view as it was, ready for another attempt.
         let alloc = match (alloc, frames.last()) {
             (Some(alloc), _) => alloc,
             (None, Some(last)) => self.read_alloc(cursor.salt, last)?,
             (None, None) => view.alloc,
         };
+        let mut touched = view.index_frames(frames)?;
+        touched.sort_unstable();
+        touched.dedup();
+        for page in touched {
+            match cache {
+                CacheUpdate::Invalidate => self.pool.invalidate(page),
+                CacheUpdate::ApplyFrames => {
+                    self.bring_cached_page_up_to_date(page, frames, cursor.salt)
+                }
+            }
+        }
         view.alloc = alloc;
         view.cursor = cursor;
         Ok(())
+    }
+
+    /// Applies the new delta frames of `id` to its cached copy, which is current up to the
+    /// view's cursor (the cache's invariant), so the copy is current after them: cheaper
+    /// than dropping it and rebuilding the page from its image and every delta since the
+    /// checkpoint on the next read, which made writers in several processes spend most of
+    /// their time decompressing page images. Anything unusual (an image frame, a frame
+    /// that does not read back) drops the copy instead.
+    fn bring_cached_page_up_to_date(&self, id: PageId, frames: &[FrameInfo], salt: u32) {
+        let Some(cached) = self.pool.get(id) else {
+            // Not cached, but a reader may be filling it from the view before these frames:
+            // invalidating bumps the pool's version, which refuses that stale fill.
+            self.pool.invalidate(id);
+            return;
+        };
+        let mut page = Page::clone(&cached);
+        drop(cached);
+        for frame in frames
+            .iter()
+            .filter(|frame| frame.page == id && frame.kind != WalEntryType::Commit)
+        {
+            if frame.kind != WalEntryType::PageDelta {
+                self.pool.invalidate(id);
+                return;
+            }
+            if frame.lsn <= page.lsn() {
+                continue;
+            }
+            let applied = self.wal.read_entry(salt, frame).and_then(|entry| {
+                apply_delta(&mut page, &entry.payload)
+                    .map_err(|error| error.at(WAL_FILE_NAME, frame.offset))
+            });
+            if applied.is_err() {
+                self.pool.invalidate(id);
+                return;
+            }
+            page.set_lsn(frame.lsn);
+        }
+        self.pool.install(id, Arc::new(page), true);
     }
 
     fn read_alloc(&self, salt: u32, commit: &FrameInfo) -> Result<AllocState> {
@@ -422,7 +503,7 @@ impl Inner {
         }
         let committed = &scan.frames[..scan.committed_frames];
         let cursor = view.cursor.after(&scan);
-        self.apply_committed(&mut view, committed, cursor, None)
+        self.apply_committed(&mut view, committed, cursor, None, CacheUpdate::Invalidate)
             .map_err(Reload::Fail)?;
         Ok(view)
     }
@@ -460,6 +541,16 @@ impl Inner {
         }
         Ok(page)
     }
+}
+
+/// What catching up does to the cached copies of the pages new frames change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CacheUpdate {
+    /// Drop them (own commits, whose new pages are installed right after; reloads, which
+    /// empty the cache anyway).
+    Invalidate,
+    /// Apply the new frames to them (commits of other processes).
+    ApplyFrames,
 }
 
 /// Outcome of one reload attempt that did not succeed.
