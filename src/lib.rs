@@ -43,6 +43,7 @@
 //! # Ok::<(), mentedb_storage::Error>(())
 //! ```
 
+pub mod backup;
 pub mod buffer;
 pub mod engine;
 pub mod error;

@@ -1,6 +1,9 @@
 //! Checkpoint: moving the pages changed since the last checkpoint from the WAL into
 //! `pages.db`, then emptying the WAL.
 //!
+//! A checkpoint first takes the checkpoint gate (see `snapshot`): it never rewrites
+//! `pages.db` under an open snapshot.
+//!
 //! Order, each step durable before the next:
 //! 1. write every page the WAL index names (newest version: cached, or rebuilt from the
 //!    WAL — never an older cached copy, since the view caught up under the lock first);
@@ -22,11 +25,17 @@ use crate::failpoints;
 use crate::page::Page;
 use crate::pager::Meta;
 use crate::pager::PAGE_FILE_NAME;
+use crate::vfs::LockMode;
 
 impl Inner {
-    /// Runs a checkpoint under the writer locks.
-    pub(crate) fn checkpoint(&self) -> Result<()> {
+    /// Runs a checkpoint under the checkpoint gate and the writer locks. With `wait` false
+    /// it skips (returns `Ok(false)`) while a snapshot holds the gate; with `wait` true it
+    /// waits for the snapshots to end.
+    pub(crate) fn checkpoint(&self, wait: bool) -> Result<bool> {
         self.check_writable()?;
+        let Some(_gate) = self.checkpoint_gate(LockMode::Exclusive, wait)? else {
+            return Ok(false);
+        };
         let _writer = self.lock_writer();
         let _lock = WalLock::take(&self.wal)?;
         self.refresh()?;
@@ -34,7 +43,7 @@ impl Inner {
         let nothing_logged =
             view.index.is_empty() && view.cursor.last_lsn <= view.meta.checkpoint_lsn;
         if nothing_logged && view.wal_ready {
-            return Ok(());
+            return Ok(true);
         }
         let mut ids: Vec<_> = view.index.keys().copied().collect();
         ids.sort_unstable();
@@ -67,7 +76,7 @@ impl Inner {
         for id in ids {
             self.pool.mark_clean(id);
         }
-        Ok(())
+        Ok(true)
     }
 }
 

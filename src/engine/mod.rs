@@ -34,6 +34,7 @@ mod integrity;
 mod options;
 mod records;
 mod scan;
+mod snapshot;
 mod txn;
 mod view;
 
@@ -43,6 +44,7 @@ pub use options::{
     NORMAL_SYNC_COMMITS_DEFAULT, Options, SyncMode,
 };
 pub use scan::ScanIter;
+pub use snapshot::Snapshot;
 pub use view::SHM_FILE_NAME;
 
 use crate::buffer::{BufferPool, BufferStats, PageRef};
@@ -257,7 +259,8 @@ impl Inner {
     fn maybe_checkpoint(&self) -> Result<()> {
         let threshold = self.options.checkpoint_wal_bytes;
         if threshold > 0 && self.read_view().wal_bytes() > threshold {
-            self.checkpoint()?;
+            // Skipped while a snapshot (backup) is open; a later commit tries again.
+            self.checkpoint(false)?;
         }
         Ok(())
     }
@@ -376,6 +379,20 @@ impl StorageEngine {
             |operation| move |source| Error::io(operation, path.display().to_string(), source);
         vfs.create_dir_all(path)
             .map_err(dir_error("create directory"))?;
+        let restoring = vfs
+            .exists(&path.join(crate::backup::RESTORING_FILE_NAME))
+            .map_err(dir_error("stat"))?;
+        if restoring
+            && !vfs
+                .exists(&path.join(PAGE_FILE_NAME))
+                .map_err(dir_error("stat"))?
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds an unfinished restore ({}): remove the directory and restore again",
+                path.display(),
+                crate::backup::RESTORING_FILE_NAME
+            )));
+        }
         let inner = Inner {
             dir: path.to_path_buf(),
             pages: PageFile::open(&*vfs, &path.join(PAGE_FILE_NAME))?,
@@ -424,6 +441,11 @@ impl StorageEngine {
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The filesystem the engine does its I/O through.
+    pub(crate) fn vfs(&self) -> &dyn crate::vfs::Vfs {
+        &*self.inner.options.vfs
     }
 
     /// Stores a node; returns its handle. Durable on return in [`SyncMode::Full`].
@@ -487,16 +509,24 @@ impl StorageEngine {
     }
 
     /// Writes every page changed since the last checkpoint into `pages.db`, makes it durable,
-    /// and empties the WAL.
+    /// and empties the WAL. Waits while a snapshot (a backup, in any process) is open.
     pub fn checkpoint(&self) -> Result<()> {
-        self.inner.checkpoint()
+        self.inner.checkpoint(true).map(|_| ())
     }
 
-    /// Checkpoints and closes. Dropping the engine without `close` is safe too: every
-    /// acknowledged write is in the WAL and the next open finds it.
+    /// Opens a snapshot: the pages of the database at the last commit, readable while other
+    /// threads and processes keep writing. Checkpoints wait (automatic ones skip) until it
+    /// is dropped; see [`crate::backup`] for the use it is made for.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+        self.inner.snapshot()
+    }
+
+    /// Checkpoints (unless a backup holds a snapshot) and closes. Dropping the engine
+    /// without `close` is safe too: every acknowledged write is in the WAL and the next
+    /// open finds it.
     pub fn close(self) -> Result<()> {
         self.inner.check_writable()?;
-        let result = self.inner.checkpoint();
+        let result = self.inner.checkpoint(false).map(|_| ());
         self.inner.closed.store(true, Ordering::Release);
         result
     }
