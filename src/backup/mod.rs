@@ -9,7 +9,7 @@
 //! - It streams: memory stays at a few pages and a 1 MiB write buffer whatever the size of
 //!   the database; pages are compressed with LZ4; a manifest at the end records the
 //!   format version, the source LSN, the restored file's size and CRC32 (format:
-//!   [`format`]).
+//!   [`mod@format`]).
 //! - A backup is written to `<dest>.partial`, synced, then renamed to `<dest>` and the
 //!   directory synced: a file named `<dest>` is always complete.
 //! - [`restore`] refuses a target that is not empty, writes `pages.db.restoring`, checks
