@@ -10,9 +10,13 @@
 //!   a delta against an older version where there is one), and a WAL file.
 //! - `record_decode`: encoded nodes of every shape.
 //! - `engine_ops`: operation streams (eight bytes of fault seed, then the workload's bytes).
+//! - `backup_restore`: backups (flag byte, then the file) of a fresh database, of small and
+//!   overflowing nodes with changes still in the WAL; truncated in the header, a chunk and
+//!   the manifest; bit-flipped as written and with the checksums resealed.
 
 use mentedb_sim::simfs::{FaultConfig, SimFs};
 use mentedb_sim::targets::join_files;
+use mentedb_storage::backup;
 use mentedb_storage::memory::encoded_record;
 use mentedb_storage::page::{Page, encode_delta, page_diff};
 use mentedb_storage::{
@@ -41,6 +45,7 @@ fn main() -> Made<()> {
         ("page_decode", page_inputs()?),
         ("record_decode", record_inputs()?),
         ("engine_ops", engine_ops_inputs()),
+        ("backup_restore", backup_inputs()?),
     ] {
         let dir = root.join(target);
         fs::create_dir_all(&dir)?;
@@ -242,4 +247,59 @@ fn engine_ops_inputs() -> Vec<(String, Vec<u8>)> {
             (format!("ops-{len}"), bytes)
         })
         .collect()
+}
+
+/// The backup file of a database on a fresh `SimFs` after `build` ran.
+fn backup_of(build: impl FnOnce(&StorageEngine) -> mentedb_storage::Result<()>) -> Made<Vec<u8>> {
+    let fs = SimFs::new(2, FaultConfig::none());
+    let options = Options::default()
+        .vfs(fs.process(0))
+        .checkpoint_wal_bytes(0);
+    let engine = StorageEngine::open_with(Path::new("/db"), options)?;
+    build(&engine)?;
+    backup::backup(&engine, Path::new("/db.mbak"))?;
+    Ok(fs.file_bytes(Path::new("/db.mbak")).unwrap_or_default())
+}
+
+fn backup_inputs() -> Made<Inputs> {
+    let flagged = |flag: u8, bytes: &[u8]| {
+        let mut data = vec![flag];
+        data.extend_from_slice(bytes);
+        data
+    };
+    let fresh = backup_of(|_| Ok(()))?;
+    let small = backup_of(|engine| store_some(engine, 0, 6).map(|_| ()))?;
+    let mixed = backup_of(|engine| {
+        let ids = store_some(engine, 0, 4)?;
+        engine.checkpoint()?;
+        engine.store_memory(&node(9, 40_000))?;
+        engine.update_memory(ids[1], &node(10, 3_000))?;
+        engine.delete_memory(ids[2])
+    })?;
+    let mut inputs = vec![
+        ("fresh".to_string(), flagged(0, &fresh)),
+        ("small".to_string(), flagged(0, &small)),
+        ("mixed".to_string(), flagged(0, &mixed)),
+        ("mixed-resealed".to_string(), flagged(1, &mixed)),
+        ("truncated-header".to_string(), flagged(0, &small[..20])),
+        (
+            "truncated-chunk".to_string(),
+            flagged(0, &small[..small.len() / 2]),
+        ),
+        (
+            "truncated-manifest".to_string(),
+            flagged(0, &small[..small.len() - 10]),
+        ),
+    ];
+    for (name, at) in [
+        ("chunk-header", 45),
+        ("chunk-body", 70),
+        ("manifest", mixed.len() - 30),
+    ] {
+        let mut flipped = mixed.clone();
+        flipped[at] ^= 0x20;
+        inputs.push((format!("flip-{name}"), flagged(0, &flipped)));
+        inputs.push((format!("flip-{name}-resealed"), flagged(1, &flipped)));
+    }
+    Ok(inputs)
 }

@@ -9,9 +9,11 @@
 //! | `page_decode` | bytes of one page (padded to 64 KiB) and of a delta | header, slotted, meta, allocation state and delta decoding never panic, sealed or not |
 //! | `record_decode` | an encoded node | decoding never panics; what decodes re-encodes to a node that decodes equal |
 //! | `engine_ops` | 8 bytes of fault seed, then the bytes that draw each operation | the simulator's runner and oracle: no violation |
+//! | `backup_restore` | 1 flag byte (bit 0: reseal the backup's own checksums first), then a backup file | `verify` and `restore` return `Ok` or a clean error and agree (a clean verify ⇔ a restore that succeeds); a failed restore leaves no `pages.db`; a restored database opens or fails cleanly, and scans, checks and stores |
 
 use crate::runner::{Outcome, RunConfig, run_with};
 use crate::simfs::{FaultConfig, Image, SimFs};
+use mentedb_storage::backup;
 use mentedb_storage::memory::{decode_record, encoded_record};
 use mentedb_storage::page::{Lsn, Page, PageId, apply_delta};
 use mentedb_storage::pager::{AllocState, decode_meta_page};
@@ -28,11 +30,12 @@ use std::path::{Path, PathBuf};
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target.
-pub const TARGETS: [Target; 4] = [
+pub const TARGETS: [Target; 5] = [
     ("wal_recovery", wal_recovery),
     ("page_decode", page_decode),
     ("record_decode", record_decode),
     ("engine_ops", engine_ops),
+    ("backup_restore", backup_restore),
 ];
 
 /// Slots of a page the decoder walks at most (a page holds far fewer; a bound, not a
@@ -261,4 +264,111 @@ impl RngCore for ByteRng {
             self.position = self.position.saturating_add(1);
         }
     }
+}
+
+/// Verifies and restores the input as a backup file (see the table above).
+pub fn backup_restore(data: &[u8]) {
+    let Some((flags, file)) = data.split_first() else {
+        return;
+    };
+    let mut file = file.to_vec();
+    if flags & 1 != 0 {
+        reseal_backup(&mut file);
+    }
+    let mut files = BTreeMap::new();
+    files.insert(PathBuf::from("/in.mbak"), file);
+    let image = Image {
+        files,
+        directories: BTreeSet::from([PathBuf::from("/")]),
+    };
+    let fs = SimFs::from_image(&image, 0, FaultConfig::none());
+    let vfs = fs.process(0);
+    let backup_path = Path::new("/in.mbak");
+    let clean = match backup::verify(&*vfs, backup_path) {
+        Ok(check) => check.is_clean(),
+        Err(_) => false,
+    };
+    let restored = backup::restore(&*vfs, backup_path, Path::new("/restored"));
+    assert_eq!(
+        clean,
+        restored.is_ok(),
+        "verify and restore disagree: {restored:?}"
+    );
+    let page_file = Path::new("/restored/pages.db");
+    if restored.is_err() {
+        assert!(
+            !vfs.exists(page_file).unwrap_or(false),
+            "a failed restore left a pages.db"
+        );
+        return;
+    }
+    let options = Options::default().vfs(vfs).buffer_pool_pages(8);
+    let Ok(engine) = StorageEngine::open_with(Path::new("/restored"), options) else {
+        return;
+    };
+    for item in engine.scan_memories() {
+        if item.is_err() {
+            break;
+        }
+    }
+    let _ = engine.check_integrity();
+    let node = MemoryNode::new(
+        AgentId([2; 16]),
+        MemoryType::Episodic,
+        "after restore".to_string(),
+        vec![0.25; 4],
+    );
+    if let Ok(id) = engine.store_memory(&node) {
+        match engine.load_memory(id) {
+            Ok(loaded) => assert_eq!(
+                loaded, node,
+                "a node stored after restore loads differently"
+            ),
+            Err(error) => assert!(
+                !matches!(error, mentedb_storage::Error::NotFound),
+                "a node stored after restore is not found"
+            ),
+        }
+    }
+}
+
+/// Makes the backup file's own checksums hold (header, each chunk header and body, the
+/// manifest with the CRC of the pages as they decode), so the fuzzer reaches the checks
+/// behind them. Walks the structure as far as it parses.
+pub fn reseal_backup(file: &mut [u8]) {
+    use mentedb_storage::backup::format::{CHUNK_HEADER_BYTES, HEADER_BYTES, MANIFEST_BYTES};
+    let Some(header) = file.get_mut(..HEADER_BYTES) else {
+        return;
+    };
+    let crc = crc32fast::hash(&header[..36]);
+    header[36..40].copy_from_slice(&crc.to_le_bytes());
+    let page_count = u64::from_le_bytes(header[16..24].try_into().unwrap_or([0; 8]));
+    let mut offset = HEADER_BYTES;
+    let mut pages_crc = crc32fast::Hasher::new();
+    let mut page = vec![0u8; PAGE_SIZE];
+    for _ in 0..page_count.min(1 << 16) {
+        let Some(chunk) = file.get(offset..offset + CHUNK_HEADER_BYTES) else {
+            return;
+        };
+        let stored = u32::from_le_bytes(chunk[12..16].try_into().unwrap_or([0; 4])) as usize;
+        let body_start = offset + CHUNK_HEADER_BYTES;
+        let Some(body) = file.get(body_start..body_start.saturating_add(stored)) else {
+            return;
+        };
+        let body_crc = crc32fast::hash(body);
+        if lz4_flex::block::decompress_into(body, &mut page).is_ok() {
+            pages_crc.update(&page);
+        }
+        let chunk = &mut file[offset..offset + CHUNK_HEADER_BYTES];
+        chunk[16..20].copy_from_slice(&body_crc.to_le_bytes());
+        let crc = crc32fast::hash(&chunk[..20]);
+        chunk[20..24].copy_from_slice(&crc.to_le_bytes());
+        offset = body_start + stored;
+    }
+    let Some(manifest) = file.get_mut(offset..offset + MANIFEST_BYTES) else {
+        return;
+    };
+    manifest[40..44].copy_from_slice(&pages_crc.finalize().to_le_bytes());
+    let crc = crc32fast::hash(&manifest[..60]);
+    manifest[60..64].copy_from_slice(&crc.to_le_bytes());
 }

@@ -301,11 +301,16 @@ fn problem_or_error(mut check: BackupCheck, error: Error) -> Result<BackupCheck>
 }
 
 /// Checks a database directory: opens it (recovery included) and runs the full integrity
-/// check of every page, the meta pages and the WAL. A database too damaged to open is
+/// check of every page, the meta pages and the WAL, then checks the old copies in
+/// `pages.db` of pages the WAL holds newer versions of. A database too damaged to open is
 /// reported as a problem, not an error. Refuses a directory that holds no database.
 pub fn verify_database(dir: &Path, options: Options) -> Result<IntegrityReport> {
     match open_existing(dir, options) {
-        Ok(engine) => engine.check_integrity(),
+        Ok(engine) => {
+            let mut report = engine.check_integrity()?;
+            report.problems.extend(engine.check_shadowed_pages()?);
+            Ok(report)
+        }
         Err(Error::Corruption {
             file,
             offset,

@@ -40,6 +40,8 @@ pub struct IntegrityReport {
     pub live_records: u64,
     /// Records living away from their home slot.
     pub moved_records: u64,
+    /// Encoded bytes of the live records (inline and overflow).
+    pub record_bytes: u64,
     /// Every problem found; empty when the database is sound.
     pub problems: Vec<IntegrityProblem>,
 }
@@ -176,6 +178,11 @@ impl Checker<'_> {
             } else if !matches!(slot.content, SlotContent::Free | SlotContent::Retired) {
                 self.report.live_records += 1;
             }
+            self.report.record_bytes += match slot.content {
+                SlotContent::Inline { len, .. } => u64::from(len),
+                SlotContent::Overflow { len, .. } => u64::from(len),
+                _ => 0,
+            };
             match slot.content {
                 SlotContent::Overflow { first, len } => self.walk_chain(record, first, len)?,
                 SlotContent::Forward(target) => {

@@ -30,6 +30,7 @@
 //! meta pages and the whole WAL and syncs them before it trusts them.
 
 mod checkpoint;
+mod inspect;
 mod integrity;
 mod options;
 mod records;
@@ -38,6 +39,7 @@ mod snapshot;
 mod txn;
 mod view;
 
+pub use inspect::{DatabaseStats, WalFrames};
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use options::{
     BUFFER_POOL_PAGES_DEFAULT, BUFFER_POOL_PAGES_MIN, CHECKPOINT_WAL_BYTES_DEFAULT,

@@ -1,0 +1,592 @@
+//! `mentedb-storage`: the operator's tool for a mentedb-storage database directory.
+//!
+//! `verify`, `stats`, `dump`, `backup`, `restore`, `checkpoint`. Every command that reads
+//! a database opens it as any process would (recovery included; other processes may keep
+//! using it). Exit codes: 0 success (and a clean `verify`), 1 `verify` found problems,
+//! 2 an error — printed as one line saying what failed, on which file, and what to do.
+
+mod json;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use json::Json;
+use mentedb_storage::backup;
+use mentedb_storage::engine::{IntegrityProblem, Options};
+use mentedb_storage::slotted::{self, SlotContent};
+use mentedb_storage::vfs::RealFs;
+use mentedb_storage::wal::{ScanStop, WalEntryType};
+use mentedb_storage::{Error, MemoryNode, PAGE_SIZE, PageId, PageType, RecordId, StorageEngine};
+use progress::ProgressBar;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mentedb-storage",
+    version,
+    about = "Inspect, verify, back up and restore a mentedb-storage database"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check every page, the meta pages and the WAL of a database directory, or every
+    /// chunk and page of a backup file. Exit code 0 clean, 1 problems found.
+    Verify {
+        /// A database directory or a backup file.
+        path: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Page counts, live records, bytes, fill factor, WAL size, checkpoint LSN.
+    Stats {
+        /// The database directory.
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Human-readable views of the WAL, a page or a record (the meta state by default).
+    Dump {
+        /// The database directory.
+        dir: PathBuf,
+        /// Every frame in the WAL.
+        #[arg(long)]
+        wal: bool,
+        /// One page: its header and, for a data page, its slots.
+        #[arg(long, value_name = "N")]
+        page: Option<u64>,
+        /// One record, by handle `page:slot:generation`.
+        #[arg(long, value_name = "ID")]
+        record: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Back up a database (online: others may keep writing) into a new file.
+    Backup {
+        /// The database directory.
+        dir: PathBuf,
+        /// The backup file to create (must not exist).
+        file: PathBuf,
+    },
+    /// Restore a backup file into a new or empty directory.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The directory to restore into (new or empty).
+        dir: PathBuf,
+    },
+    /// Move every change from the WAL into the page file and empty the WAL.
+    Checkpoint {
+        /// The database directory.
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {}", explain(&error));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One line: what went wrong and what to do.
+fn explain(error: &Error) -> String {
+    let hint = match error {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            " (check the path)"
+        }
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            " (check the file permissions)"
+        }
+        Error::Corruption { .. } => " (run `mentedb-storage verify` for the full picture)",
+        Error::NotFound => " (the handle names no live record)",
+        Error::Locked(_) => " (wait for the other process, or stop it)",
+        _ => "",
+    };
+    format!("{error}{hint}")
+}
+
+fn open(dir: &Path) -> Result<StorageEngine, Error> {
+    backup::open_existing(dir, Options::default())
+}
+
+fn run(command: Command) -> Result<ExitCode, Error> {
+    match command {
+        Command::Verify { path, json } => verify(&path, json),
+        Command::Stats { dir, json } => stats(&dir, json),
+        Command::Dump {
+            dir,
+            wal,
+            page,
+            record,
+            json,
+        } => dump(&dir, wal, page, record.as_deref(), json),
+        Command::Backup { dir, file } => {
+            let engine = open(&dir)?;
+            let mut bar = ProgressBar::new("backup");
+            let summary = backup::backup_with_progress(&engine, &file, &mut |done, total| {
+                bar.update(done, total)
+            })?;
+            bar.finish();
+            println!(
+                "backed up {} pages at LSN {} into {} ({} bytes)",
+                summary.pages,
+                summary.source_lsn.0,
+                file.display(),
+                summary.backup_bytes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { file, dir } => {
+            let mut bar = ProgressBar::new("restore");
+            let summary =
+                backup::restore_with_progress(&RealFs::new(), &file, &dir, &mut |done, total| {
+                    bar.update(done, total)
+                })?;
+            bar.finish();
+            println!(
+                "restored {} pages at LSN {} into {}",
+                summary.pages,
+                summary.source_lsn.0,
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Checkpoint { dir } => {
+            let engine = open(&dir)?;
+            engine.checkpoint()?;
+            println!(
+                "checkpointed {} at LSN {}; WAL now {} bytes",
+                dir.display(),
+                engine.checkpoint_lsn().0,
+                engine.wal_bytes()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn problems_json(problems: &[IntegrityProblem]) -> Json {
+    Json::Array(
+        problems
+            .iter()
+            .map(|problem| {
+                Json::object([
+                    ("file", problem.file.clone().into()),
+                    ("offset", problem.offset.into()),
+                    ("detail", problem.detail.clone().into()),
+                ])
+            })
+            .collect(),
+    )
+}
+
+fn verify(path: &Path, json: bool) -> Result<ExitCode, Error> {
+    let (what, pages, problems) = if path.is_file() {
+        let mut bar = ProgressBar::new("verify");
+        let check = backup::verify_with_progress(&RealFs::new(), path, &mut |done, total| {
+            bar.update(done, total)
+        })?;
+        bar.finish();
+        ("backup", check.pages, check.problems)
+    } else {
+        let report = backup::verify_database(path, Options::default())?;
+        ("database", report.pages, report.problems)
+    };
+    if json {
+        println!(
+            "{}",
+            Json::object([
+                ("path", path.display().to_string().into()),
+                ("kind", what.into()),
+                ("pages", pages.into()),
+                ("clean", problems.is_empty().into()),
+                ("problems", problems_json(&problems)),
+            ])
+        );
+    } else if problems.is_empty() {
+        println!("{what} {}: clean ({pages} pages checked)", path.display());
+    } else {
+        println!(
+            "{what} {}: {} problem(s) in {pages} pages",
+            path.display(),
+            problems.len()
+        );
+        for problem in &problems {
+            println!(
+                "  {} at offset {}: {}",
+                problem.file, problem.offset, problem.detail
+            );
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn stats(dir: &Path, json: bool) -> Result<ExitCode, Error> {
+    let engine = open(dir)?;
+    let stats = engine.stats()?;
+    let report = &stats.report;
+    if json {
+        println!(
+            "{}",
+            Json::object([
+                ("pages", report.pages.into()),
+                ("data_pages", report.data_pages.into()),
+                ("overflow_pages", report.overflow_pages.into()),
+                ("free_pages", report.free_pages.into()),
+                ("live_records", report.live_records.into()),
+                ("moved_records", report.moved_records.into()),
+                ("record_bytes", report.record_bytes.into()),
+                ("fill_factor", stats.fill_factor().into()),
+                ("page_file_bytes", stats.page_file_bytes.into()),
+                ("wal_bytes", stats.wal_bytes.into()),
+                ("checkpoint_lsn", stats.checkpoint_lsn.0.into()),
+                ("last_lsn", stats.last_lsn.0.into()),
+                ("buffer_pool_pages", stats.buffer_pool_pages.into()),
+                (
+                    "buffer_pool_bytes",
+                    (stats.buffer_pool_pages * PAGE_SIZE).into()
+                ),
+                ("problems", problems_json(&report.problems)),
+            ])
+        );
+    } else {
+        println!("database        {}", dir.display());
+        println!(
+            "pages           {} ({} data, {} overflow, {} free, 2 meta)",
+            report.pages, report.data_pages, report.overflow_pages, report.free_pages
+        );
+        println!(
+            "live records    {} ({} moved from their home page)",
+            report.live_records, report.moved_records
+        );
+        println!("record bytes    {}", report.record_bytes);
+        println!(
+            "fill factor     {:.1}% of data and overflow page space",
+            stats.fill_factor() * 100.0
+        );
+        println!("pages.db        {} bytes", stats.page_file_bytes);
+        println!("wal.log         {} bytes in use", stats.wal_bytes);
+        println!("checkpoint LSN  {}", stats.checkpoint_lsn.0);
+        println!("last LSN        {}", stats.last_lsn.0);
+        println!(
+            "buffer pool     {} pages ({} MiB) per process (default setting)",
+            stats.buffer_pool_pages,
+            stats.buffer_pool_pages * PAGE_SIZE / (1024 * 1024)
+        );
+        if !report.problems.is_empty() {
+            println!(
+                "problems        {} (run `mentedb-storage verify`)",
+                report.problems.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_record_id(text: &str) -> Result<RecordId, Error> {
+    let invalid = || {
+        Error::InvalidArgument(format!(
+            "record handle {text:?}: expected page:slot:generation, e.g. 2:0:1"
+        ))
+    };
+    let parts: Vec<&str> = text.split(':').collect();
+    let [page, slot, generation] = parts.as_slice() else {
+        return Err(invalid());
+    };
+    let page: u64 = page.parse().map_err(|_| invalid())?;
+    let slot: u32 = slot.parse().map_err(|_| invalid())?;
+    let generation: u32 = generation.parse().map_err(|_| invalid())?;
+    RecordId::new(PageId(page), slot, generation).ok_or_else(invalid)
+}
+
+fn dump(
+    dir: &Path,
+    wal: bool,
+    page: Option<u64>,
+    record: Option<&str>,
+    json: bool,
+) -> Result<ExitCode, Error> {
+    let record = record.map(parse_record_id).transpose()?;
+    let engine = open(dir)?;
+    let mut sections = Vec::new();
+    if !wal && page.is_none() && record.is_none() {
+        sections.push(dump_state(&engine, json));
+    }
+    if wal {
+        sections.push(dump_wal(&engine, json)?);
+    }
+    if let Some(page) = page {
+        sections.push(dump_page(&engine, PageId(page), json)?);
+    }
+    if let Some(record) = record {
+        sections.push(dump_record(&engine, record, json)?);
+    }
+    for section in sections {
+        println!("{section}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dump_state(engine: &StorageEngine, json: bool) -> String {
+    if json {
+        return Json::object([
+            ("pages", engine.page_count().into()),
+            ("checkpoint_lsn", engine.checkpoint_lsn().0.into()),
+            ("last_lsn", engine.last_lsn().0.into()),
+            ("wal_bytes", engine.wal_bytes().into()),
+        ])
+        .to_string();
+    }
+    format!(
+        "pages {}  checkpoint LSN {}  last LSN {}  WAL {} bytes\n\
+         (use --wal, --page N or --record page:slot:generation for more)",
+        engine.page_count(),
+        engine.checkpoint_lsn().0,
+        engine.last_lsn().0,
+        engine.wal_bytes()
+    )
+}
+
+fn kind_name(kind: WalEntryType) -> &'static str {
+    match kind {
+        WalEntryType::PageImage => "image",
+        WalEntryType::PageDelta => "delta",
+        WalEntryType::Commit => "commit",
+    }
+}
+
+fn stop_text(stop: &ScanStop) -> String {
+    match stop {
+        ScanStop::End => "end of file".to_string(),
+        ScanStop::TornTail(detail) => format!("torn tail (normal after a crash): {detail}"),
+        ScanStop::Corruption { offset, detail } => {
+            format!("CORRUPTION at offset {offset}: {detail}")
+        }
+    }
+}
+
+fn dump_wal(engine: &StorageEngine, json: bool) -> Result<String, Error> {
+    let frames = engine.wal_frames()?;
+    if json {
+        let list = frames
+            .frames
+            .iter()
+            .enumerate()
+            .map(|(index, frame)| {
+                Json::object([
+                    ("offset", frame.offset.into()),
+                    ("bytes", frame.total_len.into()),
+                    ("lsn", frame.lsn.0.into()),
+                    ("kind", kind_name(frame.kind).into()),
+                    ("page", frame.page.0.into()),
+                    ("committed", (index < frames.committed).into()),
+                ])
+            })
+            .collect();
+        return Ok(Json::object([
+            (
+                "salt",
+                frames
+                    .header
+                    .map_or(Json::Null, |header| header.salt.into()),
+            ),
+            (
+                "base_lsn",
+                frames
+                    .header
+                    .map_or(Json::Null, |header| header.base_lsn.0.into()),
+            ),
+            ("frames", Json::Array(list)),
+            ("committed", frames.committed.into()),
+            ("stop", stop_text(&frames.stop).into()),
+        ])
+        .to_string());
+    }
+    let Some(header) = frames.header else {
+        return Ok("WAL: not started (no header)".to_string());
+    };
+    let mut out = format!(
+        "WAL salt {:#010x}, base LSN {}, {} frames ({} committed)\n",
+        header.salt,
+        header.base_lsn.0,
+        frames.frames.len(),
+        frames.committed
+    );
+    out.push_str("    offset    bytes        lsn  kind    page  state\n");
+    for (index, frame) in frames.frames.iter().enumerate() {
+        let state = if index < frames.committed {
+            "committed"
+        } else {
+            "uncommitted"
+        };
+        let page = if frame.kind == WalEntryType::Commit {
+            "-".to_string()
+        } else {
+            frame.page.0.to_string()
+        };
+        out.push_str(&format!(
+            "{:>10} {:>8} {:>10}  {:<6} {:>5}  {state}\n",
+            frame.offset,
+            frame.total_len,
+            frame.lsn.0,
+            kind_name(frame.kind),
+            page
+        ));
+    }
+    out.push_str(&format!("scan stopped: {}", stop_text(&frames.stop)));
+    Ok(out)
+}
+
+fn slot_text(content: SlotContent) -> (String, Json) {
+    match content {
+        SlotContent::Free => ("free".into(), Json::object([("kind", "free".into())])),
+        SlotContent::Retired => ("retired".into(), Json::object([("kind", "retired".into())])),
+        SlotContent::Inline { offset, len } => (
+            format!("inline {len} bytes at {offset}"),
+            Json::object([
+                ("kind", "inline".into()),
+                ("offset", offset.into()),
+                ("len", len.into()),
+            ]),
+        ),
+        SlotContent::Overflow { first, len } => (
+            format!("overflow {len} bytes from page {}", first.0),
+            Json::object([
+                ("kind", "overflow".into()),
+                ("first_page", first.0.into()),
+                ("len", len.into()),
+            ]),
+        ),
+        SlotContent::Forward(target) => (
+            format!("forward to {target}"),
+            Json::object([
+                ("kind", "forward".into()),
+                ("target", target.to_string().into()),
+            ]),
+        ),
+    }
+}
+
+fn dump_page(engine: &StorageEngine, id: PageId, json: bool) -> Result<String, Error> {
+    let page = engine.read_page_image(id)?;
+    let page_type = page.page_type();
+    let type_name = match page_type {
+        Some(kind) => format!("{kind:?}"),
+        None => "unknown".to_string(),
+    };
+    let mut slots = Vec::new();
+    if page_type == Some(PageType::Data) {
+        for index in 0..slotted::slot_count(&page) {
+            match slotted::read_slot(&page, index) {
+                Ok(slot) => {
+                    let (text, value) = slot_text(slot.content);
+                    slots.push((index, slot.generation, slot.moved_in, text, value));
+                }
+                Err(error) => {
+                    let text = format!("unreadable: {}", error.0);
+                    slots.push((index, 0, false, text.clone(), Json::Str(text)));
+                }
+            }
+        }
+    }
+    if json {
+        let slot_list = slots
+            .into_iter()
+            .map(|(index, generation, moved_in, _, value)| {
+                Json::object([
+                    ("slot", index.into()),
+                    ("generation", generation.into()),
+                    ("moved_in", moved_in.into()),
+                    ("content", value),
+                ])
+            })
+            .collect();
+        return Ok(Json::object([
+            ("page", id.0.into()),
+            ("type", type_name.into()),
+            ("lsn", page.lsn().0.into()),
+            ("next", page.next().0.into()),
+            ("count", page.count().into()),
+            ("slots", Json::Array(slot_list)),
+        ])
+        .to_string());
+    }
+    let mut out = format!(
+        "page {}  type {type_name}  LSN {}  next {}  count {}\n",
+        id.0,
+        page.lsn().0,
+        page.next().0,
+        page.count()
+    );
+    for (index, generation, moved_in, text, _) in slots {
+        let moved = if moved_in { " (moved in)" } else { "" };
+        out.push_str(&format!(
+            "  slot {index:>4}  gen {generation:>5}  {text}{moved}\n"
+        ));
+    }
+    Ok(out.trim_end().to_string())
+}
+
+fn dump_record(engine: &StorageEngine, id: RecordId, json: bool) -> Result<String, Error> {
+    let node: MemoryNode = engine.load_memory(id)?;
+    if json {
+        return Ok(Json::object([
+            ("handle", id.to_string().into()),
+            ("id", node.id.to_string().into()),
+            ("agent_id", node.agent_id.to_string().into()),
+            ("memory_type", format!("{:?}", node.memory_type).into()),
+            ("content", node.content.clone().into()),
+            ("embedding_dimensions", node.embedding.len().into()),
+            ("created_at", node.created_at.0.into()),
+            ("accessed_at", node.accessed_at.0.into()),
+            ("access_count", node.access_count.into()),
+            ("salience", node.salience.into()),
+            ("confidence", node.confidence.into()),
+            (
+                "tags",
+                Json::Array(node.tags.iter().map(|tag| tag.as_str().into()).collect()),
+            ),
+            (
+                "attributes",
+                Json::Object(
+                    node.attributes
+                        .iter()
+                        .map(|(key, value)| (key.clone(), value.as_str().into()))
+                        .collect(),
+                ),
+            ),
+        ])
+        .to_string());
+    }
+    Ok(format!(
+        "record {id}\n  id           {}\n  agent        {}\n  type         {:?}\n  \
+         created      {}\n  accessed     {} ({} times)\n  salience     {}\n  \
+         confidence   {}\n  tags         {}\n  embedding    {} dimensions\n  content      {}",
+        node.id,
+        node.agent_id,
+        node.memory_type,
+        node.created_at.0,
+        node.accessed_at.0,
+        node.access_count,
+        node.salience,
+        node.confidence,
+        node.tags.join(", "),
+        node.embedding.len(),
+        node.content
+    ))
+}
