@@ -32,7 +32,10 @@ fn node(seed: u64) -> MemoryNode {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = PathBuf::from(args.next().ok_or("usage: fill_database <dir> <MiB>")?);
-    let mebibytes: u64 = args.next().ok_or("usage: fill_database <dir> <MiB>")?.parse()?;
+    let mebibytes: u64 = args
+        .next()
+        .ok_or("usage: fill_database <dir> <MiB>")?
+        .parse()?;
     let engine = StorageEngine::open(&dir)?;
     let started = Instant::now();
     let target = mebibytes << 20;
