@@ -1,0 +1,77 @@
+//! fjall (LSM tree): one keyspace from the 16-byte id to the encoded node; each put (or
+//! batch) is followed by `persist(SyncData)`, so it is durable on return; a 64 MiB cache.
+
+use super::{BenchResult, CACHE_BYTES, Engine, Handle, Store};
+use crate::workload::Item;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use mentedb_storage::memory::{decode_record, encoded_record};
+use std::path::Path;
+
+pub struct Fjall;
+
+impl Engine for Fjall {
+    fn name(&self) -> &'static str {
+        "fjall"
+    }
+
+    fn open(&self, dir: &Path) -> BenchResult<Box<dyn Store>> {
+        let database = Database::builder(dir)
+            .cache_size(CACHE_BYTES as u64)
+            .open()?;
+        let keyspace = database.keyspace("memories", KeyspaceCreateOptions::default)?;
+        Ok(Box::new(FjallStore { database, keyspace }))
+    }
+
+    fn notes(&self) -> &'static str {
+        "fjall: the checkpoint equivalent is `persist(SyncAll)`; compaction runs in the background."
+    }
+}
+
+struct FjallStore {
+    database: Database,
+    keyspace: Keyspace,
+}
+
+impl Store for FjallStore {
+    fn put(&self, index: u64, item: &Item) -> BenchResult<Handle> {
+        self.keyspace
+            .insert(&item.key[..], encoded_record(&item.node)?)?;
+        self.database.persist(PersistMode::SyncData)?;
+        Ok(index)
+    }
+
+    fn put_batch(&self, first_index: u64, items: &[Item]) -> BenchResult<Vec<Handle>> {
+        let mut batch = self.database.batch();
+        for item in items {
+            batch.insert(&self.keyspace, &item.key[..], encoded_record(&item.node)?);
+        }
+        batch.commit()?;
+        self.database.persist(PersistMode::SyncData)?;
+        Ok((first_index..first_index + items.len() as u64).collect())
+    }
+
+    fn get(&self, _handle: Handle, key: &[u8; 16]) -> BenchResult<String> {
+        let value = self.keyspace.get(key)?.ok_or("missing key")?;
+        Ok(decode_record(&value).map_err(|error| error.0)?.content)
+    }
+
+    fn scan(&self) -> BenchResult<u64> {
+        let mut count = 0;
+        for guard in self.keyspace.iter() {
+            let value = guard.value()?;
+            decode_record(&value).map_err(|error| error.0)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn checkpoint(&self) -> BenchResult<()> {
+        Ok(self.database.persist(PersistMode::SyncAll)?)
+    }
+
+    fn close(self: Box<Self>) -> BenchResult<()> {
+        self.database.persist(PersistMode::SyncAll)?;
+        drop(self);
+        Ok(())
+    }
+}
