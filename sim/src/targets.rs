@@ -66,6 +66,13 @@ pub fn wal_recovery(data: &[u8]) {
     let Ok(engine) = StorageEngine::open_with(Path::new("/db"), options) else {
         return;
     };
+    probe_opened(&engine, "recovery");
+    let _ = engine.close();
+}
+
+/// What an opened database (however crafted) must survive: a scan, an integrity check, and
+/// a store whose node then loads back equal (or the store fails cleanly).
+fn probe_opened(engine: &StorageEngine, after: &str) {
     for item in engine.scan_memories() {
         if item.is_err() {
             break;
@@ -82,15 +89,14 @@ pub fn wal_recovery(data: &[u8]) {
         match engine.load_memory(id) {
             Ok(loaded) => assert_eq!(
                 loaded, node,
-                "a node stored after recovery loads differently"
+                "a node stored after {after} loads differently"
             ),
             Err(error) => assert!(
                 !matches!(error, mentedb_storage::Error::NotFound),
-                "a node stored after recovery is not found"
+                "a node stored after {after} is not found"
             ),
         }
     }
-    let _ = engine.close();
 }
 
 /// Splits a `wal_recovery` input: a little-endian `u32` WAL length (its high bit:
@@ -306,30 +312,7 @@ pub fn backup_restore(data: &[u8]) {
     let Ok(engine) = StorageEngine::open_with(Path::new("/restored"), options) else {
         return;
     };
-    for item in engine.scan_memories() {
-        if item.is_err() {
-            break;
-        }
-    }
-    let _ = engine.check_integrity();
-    let node = MemoryNode::new(
-        AgentId([2; 16]),
-        MemoryType::Episodic,
-        "after restore".to_string(),
-        vec![0.25; 4],
-    );
-    if let Ok(id) = engine.store_memory(&node) {
-        match engine.load_memory(id) {
-            Ok(loaded) => assert_eq!(
-                loaded, node,
-                "a node stored after restore loads differently"
-            ),
-            Err(error) => assert!(
-                !matches!(error, mentedb_storage::Error::NotFound),
-                "a node stored after restore is not found"
-            ),
-        }
-    }
+    probe_opened(&engine, "restore");
 }
 
 /// Makes the backup file's own checksums hold (header, each chunk header and body, the
