@@ -485,8 +485,10 @@ impl StorageEngine {
     pub fn load_memory(&self, id: RecordId) -> Result<MemoryNode> {
         self.inner.check_open()?;
         let published = self.inner.refresh_if_changed()?;
-        let bytes = self.inner.load_record(id, true, published)?;
-        decode_record(&bytes).map_err(|error| error.at(PAGE_FILE_NAME, id.page_id().offset()))
+        let decode = |bytes: &[u8]| {
+            decode_record(bytes).map_err(|error| error.at(PAGE_FILE_NAME, id.page_id().offset()))
+        };
+        self.inner.load_record(id, true, published, &decode)
     }
 
     /// Replaces the node a handle names. The handle stays valid, even if the node grew past

@@ -317,10 +317,19 @@ impl Inner {
     /// otherwise it catches up and reads again. After [`RECORD_READ_ATTEMPTS_MAX`] moved
     /// counters it reads under the writer locks, where nothing moves: bounded work, and
     /// never a mixed record or a false corruption report.
-    pub(crate) fn load_record(&self, id: RecordId, cache: bool, published: u64) -> Result<Vec<u8>> {
+    ///
+    /// `decode` turns the record's bytes into the caller's value; a record in its home slot
+    /// is decoded straight from the cached page, without a copy.
+    pub(crate) fn load_record<T>(
+        &self,
+        id: RecordId,
+        cache: bool,
+        published: u64,
+        decode: &dyn Fn(&[u8]) -> Result<T>,
+    ) -> Result<T> {
         let mut published = published;
         for _ in 0..RECORD_READ_ATTEMPTS_MAX {
-            let (outcome, pages) = self.load_record_bytes(id, cache);
+            let (outcome, pages) = self.load_record_once(id, cache, decode);
             if pages == PagesRead::One {
                 return outcome;
             }
@@ -334,11 +343,16 @@ impl Inner {
         let _writer = self.lock_writer();
         let _lock = super::WalLock::take(&self.wal)?;
         self.refresh()?;
-        self.load_record_bytes(id, cache).0
+        self.load_record_once(id, cache, decode).0
     }
 
     /// One attempt of [`Inner::load_record`], and whether it read beyond the home page.
-    fn load_record_bytes(&self, id: RecordId, cache: bool) -> (Result<Vec<u8>>, PagesRead) {
+    fn load_record_once<T>(
+        &self,
+        id: RecordId,
+        cache: bool,
+        decode: &dyn Fn(&[u8]) -> Result<T>,
+    ) -> (Result<T>, PagesRead) {
         let page_count = self.read_view().alloc.page_count;
         if id.page_id() < FIRST_DATA_PAGE || id.page_id().0 >= page_count {
             return (Err(Error::NotFound), PagesRead::One);
@@ -358,15 +372,22 @@ impl Inner {
         };
         match slot.content {
             SlotContent::Forward(target) => (
-                self.load_moved(id, target, page_count, cache),
+                self.load_moved(id, target, page_count, cache)
+                    .and_then(|bytes| decode(&bytes)),
                 PagesRead::Several,
             ),
             content @ SlotContent::Overflow { .. } => (
-                self.slot_bytes(&page, id.page_id(), content, cache),
+                self.slot_bytes(&page, id.page_id(), content, cache)
+                    .and_then(|bytes| decode(&bytes)),
                 PagesRead::Several,
             ),
+            SlotContent::Inline { offset, len } => (
+                decode(slotted::inline_bytes(&page, offset, len)),
+                PagesRead::One,
+            ),
             content => (
-                self.slot_bytes(&page, id.page_id(), content, cache),
+                self.slot_bytes(&page, id.page_id(), content, cache)
+                    .and_then(|bytes| decode(&bytes)),
                 PagesRead::One,
             ),
         }

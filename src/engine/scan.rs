@@ -83,21 +83,23 @@ impl<'a> ScanIter<'a> {
             let Some(id) = RecordId::new(page_id, index, slot.generation) else {
                 continue;
             };
-            let bytes = match slot.content {
-                SlotContent::Inline { .. } => inner.slot_bytes(page, page_id, slot.content, false),
+            let decode = |bytes: &[u8]| {
+                decode_record(bytes).map_err(|error| error.at(PAGE_FILE_NAME, page_id.offset()))
+            };
+            let node = match slot.content {
+                SlotContent::Inline { offset, len } => {
+                    decode(slotted::inline_bytes(page, offset, len))
+                }
                 // Spans pages: read it as of one commit point, like a load. It may have been
                 // deleted since this page was read; it is then no longer part of the scan.
                 _ => match inner
                     .refresh_if_changed()
-                    .and_then(|published| inner.load_record(id, false, published))
+                    .and_then(|published| inner.load_record(id, false, published, &decode))
                 {
                     Err(Error::NotFound) => continue,
                     other => other,
                 },
             };
-            let node = bytes.and_then(|bytes| {
-                decode_record(&bytes).map_err(|error| error.at(PAGE_FILE_NAME, page_id.offset()))
-            });
             return Some(node.map(|node| (id, node)));
         }
         self.current = None;
