@@ -417,6 +417,15 @@ pub struct ScanStart {
 
 /// Scans the frames in `bytes` (the file from `start.offset` on), following the chain.
 pub fn scan_frames(bytes: &[u8], salt: u32, start: ScanStart) -> Scan {
+    let mut scan = scan_chain(bytes, salt, start);
+    let stop_position = (scan.committed_end - start.offset) as usize;
+    probe_torn_tail(&mut scan, bytes, start.offset, stop_position, salt);
+    scan
+}
+
+/// Follows the chain of frames in `bytes` until the bytes end or a frame fails; a failure
+/// is reported as a torn tail (whether it is corruption is [`probe_torn_tail`]'s question).
+fn scan_chain(bytes: &[u8], salt: u32, start: ScanStart) -> Scan {
     let mut scan = Scan {
         frames: Vec::new(),
         committed_frames: 0,
@@ -456,21 +465,102 @@ pub fn scan_frames(bytes: &[u8], salt: u32, start: ScanStart) -> Scan {
             scan.committed_lsn = frame.lsn;
         }
     }
-    if let ScanStop::TornTail(detail) = &scan.stop {
-        let stop_position = (scan.committed_end - start.offset) as usize;
-        let probe =
-            durable_frame_after(bytes, start.offset, stop_position, salt, scan.committed_lsn);
-        if let Some(proof) = probe {
-            scan.stop = ScanStop::Corruption {
-                offset: scan.committed_end,
-                detail: format!(
-                    "{detail}; yet the frame at {} (lsn {}) says lsn {} was durable",
-                    proof.offset, proof.lsn.0, proof.durable_lsn.0
-                ),
+    scan
+}
+
+/// A torn tail is corruption if, past the last committed frame, an intact frame says that a
+/// later LSN was already durable. `bytes` start at file offset `base_offset`; the committed
+/// end is at `bytes[from]`.
+fn probe_torn_tail(scan: &mut Scan, bytes: &[u8], base_offset: u64, from: usize, salt: u32) {
+    let ScanStop::TornTail(detail) = &scan.stop else {
+        return;
+    };
+    if let Some(proof) = durable_frame_after(bytes, base_offset, from, salt, scan.committed_lsn) {
+        scan.stop = ScanStop::Corruption {
+            offset: scan.committed_end,
+            detail: format!(
+                "{detail}; yet the frame at {} (lsn {}) says lsn {} was durable",
+                proof.offset, proof.lsn.0, proof.durable_lsn.0
+            ),
+        };
+    }
+}
+
+/// Most bytes one frame occupies in the file.
+pub const FRAME_TOTAL_MAX: usize =
+    (FRAME_HEADER_SIZE + FRAME_PAYLOAD_MAX + 4).div_ceil(FRAME_ALIGN) * FRAME_ALIGN;
+
+/// Reads the file from an offset into a buffer; short only at the end of the file.
+pub type ReadAt<'a, E> = dyn FnMut(u64, &mut [u8]) -> Result<usize, E> + 'a;
+
+/// [`scan_frames`] over a file of `file_len` bytes read window by window through `read`
+/// (which fills its buffer from the offset, short only at the end of the file), so a long
+/// log is never held in memory at once: the same result as reading the rest of the file
+/// and calling [`scan_frames`]. A window that cuts a frame short is read again from that
+/// frame; the corruption probe reads its own span after a torn tail.
+pub fn scan_file<E>(
+    file_len: u64,
+    salt: u32,
+    start: ScanStart,
+    window: usize,
+    read: &mut ReadAt<'_, E>,
+) -> Result<Scan, E> {
+    let mut scan = scan_chain(&[], salt, start);
+    let mut next = start;
+    let mut window = window.max(FRAME_ALIGN);
+    let mut buffer = Vec::new();
+    while next.offset < file_len {
+        let want = (file_len - next.offset).min(window as u64) as usize;
+        buffer.resize(want, 0);
+        let got = read(next.offset, &mut buffer)?;
+        let at_end = got < want || next.offset + got as u64 >= file_len;
+        let part = scan_chain(&buffer[..got], salt, next);
+        let consumed: usize = part
+            .frames
+            .iter()
+            .map(|frame| frame.total_len as usize)
+            .sum();
+        let earlier = scan.frames.len();
+        scan.frames.extend_from_slice(&part.frames);
+        if part.committed_frames > 0 {
+            scan.committed_frames = earlier + part.committed_frames;
+            scan.committed_end = part.committed_end;
+            scan.committed_crc = part.committed_crc;
+            scan.committed_lsn = part.committed_lsn;
+        }
+        if let Some(last) = part.frames.last() {
+            next = ScanStart {
+                offset: last.offset + u64::from(last.total_len),
+                prev_crc: last.crc,
+                lsn: last.lsn,
             };
         }
+        if at_end {
+            scan.stop = part.stop;
+            break;
+        }
+        if part.stop == ScanStop::End {
+            continue;
+        }
+        if consumed + FRAME_TOTAL_MAX <= got {
+            // The failing frame was whole in the window: a real end of the chain.
+            scan.stop = part.stop;
+            break;
+        }
+        if consumed == 0 {
+            // The window cannot hold the failing frame: read more at once.
+            window = window.saturating_mul(2).max(FRAME_TOTAL_MAX);
+        }
     }
-    scan
+    if matches!(scan.stop, ScanStop::TornTail(_)) {
+        let from = scan.committed_end;
+        let span = (file_len.saturating_sub(from)).min(CORRUPTION_PROBE_BYTES_MAX as u64) as usize;
+        let mut bytes = vec![0u8; span];
+        let got = read(from, &mut bytes)?;
+        bytes.truncate(got);
+        probe_torn_tail(&mut scan, &bytes, from, 0, salt);
+    }
+    Ok(scan)
 }
 
 /// Looks past a failing frame for an intact frame of the same salt that says a later LSN

@@ -25,7 +25,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Name of the WAL file inside the database directory.
 pub const WAL_FILE_NAME: &str = "wal.log";
-/// Largest WAL the engine reads into memory at once when scanning.
+/// Bytes of WAL a scan reads at a time.
+pub const SCAN_WINDOW_BYTES: usize = 256 * 1024;
+/// Largest stretch of WAL one scan walks.
 pub const WAL_SCAN_BYTES_MAX: u64 = 1 << 32;
 
 /// One decoded WAL entry.
@@ -169,22 +171,12 @@ impl Wal {
         self.sync_now()
     }
 
-    /// Scans the frames after `cursor` to the end of the file.
+    /// Scans the frames after `cursor` to the end of the file, reading it in windows of
+    /// [`SCAN_WINDOW_BYTES`] (a reopen after a crash reads megabytes; one buffer of that size
+    /// is reused instead of a fresh one as large as the log).
     pub fn scan_after(&self, cursor: &WalCursor) -> Result<Scan> {
-        let bytes = self.read_to_end(cursor.end)?;
-        Ok(format::scan_frames(
-            &bytes,
-            cursor.salt,
-            cursor.scan_start(),
-        ))
-    }
-
-    fn read_to_end(&self, offset: u64) -> Result<Vec<u8>> {
         let len = self.file.len().map_err(wal_io("stat"))?;
-        if len <= offset {
-            return Ok(Vec::new());
-        }
-        let wanted = len - offset;
+        let wanted = len.saturating_sub(cursor.end);
         if wanted > WAL_SCAN_BYTES_MAX {
             return Err(Error::TooLarge {
                 what: "write-ahead log",
@@ -192,20 +184,27 @@ impl Wal {
                 limit: WAL_SCAN_BYTES_MAX,
             });
         }
-        let mut bytes = vec![0u8; wanted as usize];
-        let mut filled = 0;
-        while filled < bytes.len() {
-            let count = self
-                .file
-                .read_at(&mut bytes[filled..], offset + filled as u64)
-                .map_err(wal_io("read"))?;
-            if count == 0 {
-                break;
+        let mut read = |offset: u64, buffer: &mut [u8]| -> std::io::Result<usize> {
+            let mut filled = 0;
+            while filled < buffer.len() {
+                let count = self
+                    .file
+                    .read_at(&mut buffer[filled..], offset + filled as u64)?;
+                if count == 0 {
+                    break;
+                }
+                filled += count;
             }
-            filled += count;
-        }
-        bytes.truncate(filled);
-        Ok(bytes)
+            Ok(filled)
+        };
+        format::scan_file(
+            len,
+            cursor.salt,
+            cursor.scan_start(),
+            SCAN_WINDOW_BYTES,
+            &mut read,
+        )
+        .map_err(wal_io("read"))
     }
 
     /// Reads back one frame found by a scan and decodes its payload. The frame is verified
