@@ -58,13 +58,15 @@ use crate::record_id::RecordId;
 use crate::wal::{FrameInfo, WAL_FILE_NAME, Wal, WalCursor};
 use records::FreeSpaceHints;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use txn::Txn;
 use view::{CacheUpdate, SharedCounter, View};
 
 /// How often a read retries after meeting another process's WAL reset.
 const READ_ATTEMPTS_MAX: u32 = 16;
+/// Longest a sync leader waits for this process's other committers to append.
+const GROUP_COMMIT_WAIT_MAX: std::time::Duration = std::time::Duration::from_micros(200);
 /// Most nodes in one batch.
 pub const BATCH_NODES_MAX: usize = 100_000;
 
@@ -86,9 +88,27 @@ pub(crate) struct Inner {
     view: RwLock<View>,
     writer: Mutex<WriterState>,
     shm_seen: AtomicU64,
+    /// Threads of this process between starting a write and appending its commit.
+    committers: AtomicUsize,
     commits_unsynced: AtomicU32,
     closed: AtomicBool,
     poison: Mutex<Option<String>>,
+}
+
+/// Counts a thread as committing while it lives (see [`Inner::wait_for_committers`]).
+struct Committing<'a>(&'a AtomicUsize);
+
+impl<'a> Committing<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Committing<'a> {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Committing(counter)
+    }
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Holds the cross-process writer lock; releases it on drop.
@@ -198,6 +218,7 @@ impl Inner {
     ) -> Result<T> {
         self.check_writable()?;
         let (value, lsn) = {
+            let _committing = Committing::enter(&self.committers);
             let mut writer = self.lock_writer();
             let _lock = WalLock::take(&self.wal)?;
             self.refresh()?;
@@ -237,6 +258,7 @@ impl Inner {
     fn sync_shared(&self, lsn: Lsn) -> Result<()> {
         let salt = self.read_view().cursor.salt;
         self.wal.sync_through_with(lsn, |wal, target| {
+            self.wait_for_committers();
             let _gate = self.shm.take_sync_gate().map_err(std::io::Error::other)?;
             let recorded = self.shm.read_durable(salt).map_err(std::io::Error::other)?;
             if recorded >= target {
@@ -256,6 +278,17 @@ impl Inner {
                 .map_err(std::io::Error::other)?;
             Ok(covered)
         })
+    }
+
+    /// Before a leader syncs, lets the threads of this process that are committing right
+    /// now append first (bounded by [`GROUP_COMMIT_WAIT_MAX`]), so one `fdatasync` covers
+    /// them too: without it, the first of them to append synced alone while the others were
+    /// still building their transactions. A lone writer never waits.
+    fn wait_for_committers(&self) {
+        let deadline = std::time::Instant::now() + GROUP_COMMIT_WAIT_MAX;
+        while self.committers.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
     }
 
     fn maybe_checkpoint(&self) -> Result<()> {
@@ -404,6 +437,7 @@ impl StorageEngine {
             view: RwLock::new(View::checkpointed(initial_meta(), None)),
             writer: Mutex::new(WriterState::default()),
             shm_seen: AtomicU64::new(0),
+            committers: AtomicUsize::new(0),
             commits_unsynced: AtomicU32::new(0),
             closed: AtomicBool::new(false),
             poison: Mutex::new(None),
