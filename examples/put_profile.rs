@@ -1,0 +1,62 @@
+//! A loop of durable single puts, for profiling the commit path (`perf`, `strace -c`,
+//! `valgrind --tool=callgrind`):
+//!
+//! ```text
+//! cargo run --release --example put_profile -- DIRECTORY [COUNT] [--normal]
+//! ```
+//!
+//! `--normal` uses `SyncMode::Normal`, which leaves the `fdatasync` out, so a profile
+//! shows the engine's own CPU.
+
+use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, StorageEngine, SyncMode};
+use std::path::PathBuf;
+use std::time::Instant;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dir = PathBuf::from(args.first().ok_or("usage: put_profile DIRECTORY [COUNT]")?);
+    let count: usize = match args.get(1) {
+        Some(count) if !count.starts_with("--") => count.parse()?,
+        _ => 2_000,
+    };
+    let mut options = Options::default();
+    if args.iter().any(|arg| arg == "--normal") {
+        options = options
+            .sync_mode(SyncMode::Normal)
+            .normal_sync_commits(u32::MAX);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let engine = StorageEngine::open_with(&dir, options)?;
+    let agent = AgentId::new();
+    let nodes: Vec<MemoryNode> = (0..count).map(|index| node(agent, index)).collect();
+    let mut latencies = Vec::with_capacity(count);
+    let started = Instant::now();
+    for node in &nodes {
+        let put = Instant::now();
+        engine.store_memory(node)?;
+        latencies.push(put.elapsed().as_nanos() as u64);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    println!(
+        "{count} puts in {:.3} s: {:.0}/s, p50 {} µs, p99 {} µs",
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64(),
+        latencies[count / 2] / 1000,
+        latencies[count * 99 / 100] / 1000
+    );
+    engine.close()?;
+    Ok(())
+}
+
+fn node(agent: AgentId, index: usize) -> MemoryNode {
+    let content: String = (0..300)
+        .map(|at| (b'a' + ((index + at) % 26) as u8) as char)
+        .collect();
+    let embedding = (0..384)
+        .map(|dimension| ((index * 7 + dimension) % 101) as f32 / 101.0)
+        .collect();
+    let mut node = MemoryNode::new(agent, MemoryType::Episodic, content, embedding);
+    node.tags = vec!["bench".into(), format!("t{}", index % 10)];
+    node
+}
