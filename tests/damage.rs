@@ -35,18 +35,25 @@ fn a_torn_wal_tail_is_dropped_and_earlier_commits_survive() {
         })
         .collect();
     let wal = Path::new("/torn/wal.log");
-    let before_last = vfs.file_bytes(wal).expect("wal").len();
+    let before_last = engine.wal_bytes() as usize;
     let last = node(20);
     let last_id = engine.store_memory(&last).expect("store");
+    let log_end = engine.wal_bytes() as usize;
     drop(engine);
     let full = vfs.file_bytes(wal).expect("wal");
-    for cut in [
+    assert!(full.len() > log_end, "zeros are preallocated after the log");
+    let cuts = [
         before_last + 10,
-        before_last + (full.len() - before_last) / 2,
-        full.len() - 3,
-    ] {
+        before_last + (log_end - before_last) / 2,
+        log_end - 3,
+    ];
+    // The tail torn at the end of the file, and torn inside the preallocated zeros.
+    for (cut, keep_zeros) in cuts.iter().flat_map(|&cut| [(cut, false), (cut, true)]) {
         let mut torn = full[..cut].to_vec();
         torn.extend_from_slice(&[0xA5; 100]);
+        if keep_zeros {
+            torn.resize(full.len(), 0);
+        }
         vfs.set_file_bytes(wal, torn);
         let engine = open(&vfs, "/torn").expect("open after a torn tail");
         for (id, expected) in &kept {
@@ -98,10 +105,11 @@ fn a_damaged_synced_wal_frame_followed_by_later_commits_is_corruption() {
     for index in 0..10 {
         engine.store_memory(&node(index)).expect("store");
     }
+    let log_end = engine.wal_bytes() as usize;
     drop(engine);
     let wal = Path::new("/walflip/wal.log");
     let mut bytes = vfs.file_bytes(wal).expect("wal");
-    let middle = bytes.len() / 3;
+    let middle = log_end / 3;
     bytes[middle] ^= 0x08;
     vfs.set_file_bytes(wal, bytes);
     match open(&vfs, "/walflip") {

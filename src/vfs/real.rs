@@ -97,8 +97,15 @@ impl VfsFile for RealFile {
         self.file.sync_data()
     }
 
+    /// The end of the file by `lseek(SEEK_END)`, not `fstat`: since Linux 6.13 (multigrain
+    /// timestamps) a `stat` that reads a file's times makes the next write take a fresh
+    /// timestamp and dirty the inode, and the `fdatasync` after it then writes the inode
+    /// too. On this project's disk that made an overwrite + `fdatasync` loop 30 % slower
+    /// (~11,500/s → ~8,100/s with one `fstat` per round; `lseek` costs nothing). The file
+    /// offset it moves is never used: every read and write here is positional.
     fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        use std::io::Seek as _;
+        (&self.file).seek(io::SeekFrom::End(0))
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

@@ -36,6 +36,17 @@
 //! normally a torn tail of unsynced writes after a crash. But if some later, intact frame of
 //! the same salt claims (`durable_lsn`) that the failing frame's LSN was already durable, a
 //! synced frame was damaged: that is reported as corruption, not dropped silently.
+//!
+//! # Preallocated space
+//! The writer keeps zeros written (and synced) ahead of the log, so that a commit
+//! overwrites blocks the file already has and its `fdatasync` writes no inode. A frame
+//! header of zeros is never a valid frame (LSNs start at 1), so a chain that stops at one
+//! stopped at that space ([`ScanStop::Preallocated`]): a clean end decided by 40 bytes,
+//! with no corruption probe. A torn frame there has a header of zeros too (its first piece
+//! never landed), which is a torn tail as before: it was not synced, or the frames after it
+//! would have been written over zeros the chain then reaches. A bit flip cannot turn a
+//! frame header into zeros, so a damaged synced frame still stops the chain at a nonzero
+//! header and is probed.
 
 use crate::error::DecodeError;
 use crate::page::{Lsn, PAGE_SIZE, PageId};
@@ -376,6 +387,8 @@ fn decompress_bounded(stored: &[u8]) -> Result<Vec<u8>, DecodeError> {
 pub enum ScanStop {
     /// The bytes ended exactly after the last frame.
     End,
+    /// The preallocated zeros start after the last frame (a frame header of zeros).
+    Preallocated,
     /// A frame failed to verify: a torn tail (expected after a crash), with the reason.
     TornTail(String),
     /// A frame that a later frame proves durable failed to verify.
@@ -449,6 +462,10 @@ fn scan_chain(bytes: &[u8], salt: u32, start: ScanStart) -> Scan {
                 ));
                 break;
             }
+            Err(_) if is_zero_header(&bytes[position..]) => {
+                scan.stop = ScanStop::Preallocated;
+                break;
+            }
             Err(error) => {
                 scan.stop = ScanStop::TornTail(format!("at offset {offset}: {error}"));
                 break;
@@ -466,6 +483,13 @@ fn scan_chain(bytes: &[u8], salt: u32, start: ScanStart) -> Scan {
         }
     }
     scan
+}
+
+/// True if `bytes` start with a whole frame header of zeros: preallocated space.
+fn is_zero_header(bytes: &[u8]) -> bool {
+    bytes
+        .get(..FRAME_HEADER_SIZE)
+        .is_some_and(|header| header.iter().all(|&byte| byte == 0))
 }
 
 /// A torn tail is corruption if, past the last committed frame, an intact frame says that a
@@ -493,21 +517,27 @@ pub const FRAME_TOTAL_MAX: usize =
 /// Reads the file from an offset into a buffer; short only at the end of the file.
 pub type ReadAt<'a, E> = dyn FnMut(u64, &mut [u8]) -> Result<usize, E> + 'a;
 
+/// Bytes the first window of [`scan_file`] reads: a writer catching up before its commit
+/// usually finds one frame header of zeros (or one other commit) there.
+pub const SCAN_FIRST_WINDOW_BYTES: usize = 4096;
+
 /// [`scan_frames`] over a file of `file_len` bytes read window by window through `read`
 /// (which fills its buffer from the offset, short only at the end of the file), so a long
 /// log is never held in memory at once: the same result as reading the rest of the file
-/// and calling [`scan_frames`]. A window that cuts a frame short is read again from that
-/// frame; the corruption probe reads its own span after a torn tail.
+/// and calling [`scan_frames`]. Windows start at [`SCAN_FIRST_WINDOW_BYTES`] and double up
+/// to `window_max`. A window that cuts a frame short is read again from that frame; the
+/// corruption probe reads its own span after a torn tail.
 pub fn scan_file<E>(
     file_len: u64,
     salt: u32,
     start: ScanStart,
-    window: usize,
+    window_max: usize,
     read: &mut ReadAt<'_, E>,
 ) -> Result<Scan, E> {
     let mut scan = scan_chain(&[], salt, start);
     let mut next = start;
-    let mut window = window.max(FRAME_ALIGN);
+    let window_max = window_max.max(FRAME_ALIGN);
+    let mut window = window_max.min(SCAN_FIRST_WINDOW_BYTES);
     let mut buffer = Vec::new();
     while next.offset < file_len {
         let want = (file_len - next.offset).min(window as u64) as usize;
@@ -535,22 +565,23 @@ pub fn scan_file<E>(
                 lsn: last.lsn,
             };
         }
-        if at_end {
-            scan.stop = part.stop;
-            break;
-        }
-        if part.stop == ScanStop::End {
-            continue;
-        }
-        if consumed + FRAME_TOTAL_MAX <= got {
+        let decided = match part.stop {
+            ScanStop::End => false,
+            // Decided by the frame header alone.
+            ScanStop::Preallocated => true,
             // The failing frame was whole in the window: a real end of the chain.
+            _ => consumed + FRAME_TOTAL_MAX <= got,
+        };
+        if at_end || decided {
             scan.stop = part.stop;
             break;
         }
-        if consumed == 0 {
+        window = if consumed == 0 && part.stop != ScanStop::End {
             // The window cannot hold the failing frame: read more at once.
-            window = window.saturating_mul(2).max(FRAME_TOTAL_MAX);
-        }
+            window.saturating_mul(2).max(FRAME_TOTAL_MAX)
+        } else {
+            window.saturating_mul(2).min(window_max).max(window)
+        };
     }
     if matches!(scan.stop, ScanStop::TornTail(_)) {
         let from = scan.committed_end;

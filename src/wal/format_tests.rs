@@ -197,6 +197,22 @@ fn windowed_scan_finds_what_the_whole_file_scan_finds() {
         let mut padded = bytes.clone();
         padded.extend(std::iter::repeat_n(0u8, 3_000));
         logs.push((padded, header));
+        for zeros in [FRAME_HEADER_SIZE - 1, 1 << 20] {
+            // Preallocated space after the log, and a frame torn into it (only its later
+            // pieces landed: its header still reads as zeros).
+            let mut preallocated = bytes.clone();
+            let second_commit = WAL_HEADER_SIZE + (bytes.len() - WAL_HEADER_SIZE) / 2;
+            preallocated.truncate(align_up(second_commit));
+            preallocated.extend(std::iter::repeat_n(0u8, zeros));
+            logs.push((preallocated.clone(), header));
+            let mut torn_into_zeros = preallocated;
+            let resume = align_up(second_commit) + FRAME_HEADER_SIZE + 64;
+            if resume < bytes.len() && resume < torn_into_zeros.len() {
+                let end = bytes.len().min(torn_into_zeros.len());
+                torn_into_zeros[resume..end].copy_from_slice(&bytes[resume..end]);
+                logs.push((torn_into_zeros, header));
+            }
+        }
         logs.push((bytes, header));
     }
     for (bytes, header) in &logs {
@@ -218,4 +234,34 @@ fn windowed_scan_finds_what_the_whole_file_scan_finds() {
             assert_eq!(scanned, expected, "window {window}, {} bytes", bytes.len());
         }
     }
+}
+
+/// A writer catching up before its commit finds the preallocated zeros after the log: the
+/// scan ends there, reports no torn tail, and reads one small window, not the zeros.
+#[test]
+fn scan_stops_at_preallocated_zeros_after_one_small_read() {
+    use WalEntryType::{Commit, PageDelta};
+    let (mut bytes, header) = frames(&[PageDelta, Commit, PageDelta, Commit], 300);
+    let log_end = bytes.len() as u64;
+    bytes.extend(std::iter::repeat_n(0u8, 4 << 20));
+    let whole = scan_all(&bytes, header);
+    assert_eq!(whole.stop, ScanStop::Preallocated);
+    assert_eq!((whole.committed_end, whole.frames.len()), (log_end, 4));
+    let start = ScanStart {
+        offset: log_end,
+        prev_crc: whole.committed_crc,
+        lsn: whole.committed_lsn,
+    };
+    let mut bytes_read = 0;
+    let mut read = |offset: u64, buffer: &mut [u8]| -> Result<usize, ()> {
+        let from = offset as usize;
+        buffer.copy_from_slice(&bytes[from..from + buffer.len()]);
+        bytes_read += buffer.len();
+        Ok(buffer.len())
+    };
+    let caught_up = scan_file(bytes.len() as u64, SALT, start, 256 * 1024, &mut read)
+        .expect("in-memory reads do not fail");
+    assert_eq!(caught_up.stop, ScanStop::Preallocated);
+    assert!(caught_up.frames.is_empty());
+    assert_eq!(bytes_read, SCAN_FIRST_WINDOW_BYTES);
 }

@@ -9,6 +9,11 @@
 //! - A failed `fdatasync` poisons the log for good (Linux may have dropped the dirty pages
 //!   and a retry would lie): every later sync returns [`Error::Poisoned`].
 //! - The file lock on `wal.log` serializes writers across processes (see `engine`).
+//! - Preallocation: an append that grows the file also writes zeros up to the next
+//!   multiple of [`WAL_PREALLOC_BYTES`] past it, synced with it. The commits after it
+//!   overwrite blocks the file already has, so their `fdatasync` flushes data only, not the
+//!   inode (on this project's disk a bare overwrite + `fdatasync` loop runs ~1.5x an append
+//!   loop). The scan stops at the zeros ([`ScanStop::Preallocated`]); a reset truncates them.
 
 pub mod format;
 
@@ -29,6 +34,10 @@ pub const WAL_FILE_NAME: &str = "wal.log";
 pub const SCAN_WINDOW_BYTES: usize = 256 * 1024;
 /// Largest stretch of WAL one scan walks.
 pub const WAL_SCAN_BYTES_MAX: u64 = 1 << 32;
+/// The WAL file grows in steps of this many bytes of zeros (see the module docs).
+pub const WAL_PREALLOC_BYTES: u64 = 1 << 20;
+/// Bytes of zeros one `pwrite` of preallocation writes.
+const PREALLOC_WRITE_BYTES: usize = 256 * 1024;
 
 /// One decoded WAL entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +112,10 @@ struct SyncState {
 pub struct Wal {
     file: Box<dyn VfsFile>,
     written_lsn: AtomicU64,
+    /// The file's length as last seen under the WAL lock (scan, reset, append): an append
+    /// past it preallocates. Only a hint: stale low it rewrites zeros, stale high it skips
+    /// one preallocation; the next scan under the lock corrects it.
+    known_len: AtomicU64,
     sync: Mutex<SyncState>,
     synced: Condvar,
 }
@@ -126,6 +139,7 @@ impl Wal {
         Ok(Wal {
             file,
             written_lsn: AtomicU64::new(0),
+            known_len: AtomicU64::new(0),
             sync: Mutex::new(SyncState::default()),
             synced: Condvar::new(),
         })
@@ -160,6 +174,8 @@ impl Wal {
         let bytes = format::encode_header(salt, base_lsn);
         self.file.write_all_at(&bytes, 0).map_err(wal_io("write"))?;
         self.sync_now()?;
+        self.known_len
+            .store(WAL_HEADER_SIZE as u64, Ordering::Release);
         self.note_durable(base_lsn);
         format::decode_header(&bytes).map_err(|error| error.at(WAL_FILE_NAME, 0))
     }
@@ -176,6 +192,7 @@ impl Wal {
     /// is reused instead of a fresh one as large as the log).
     pub fn scan_after(&self, cursor: &WalCursor) -> Result<Scan> {
         let len = self.file.len().map_err(wal_io("stat"))?;
+        self.known_len.store(len, Ordering::Release);
         let wanted = len.saturating_sub(cursor.end);
         if wanted > WAL_SCAN_BYTES_MAX {
             return Err(Error::TooLarge {
@@ -241,6 +258,28 @@ impl Wal {
             .map_err(wal_io("write"))?;
         failpoints::check("wal.append.after").map_err(wal_io("write"))?;
         self.written_lsn.fetch_max(last_lsn.0, Ordering::AcqRel);
+        self.preallocate_after(offset + frames.len() as u64)
+    }
+
+    /// If an append ending at `end` grew the file, writes zeros from `end` to the next
+    /// multiple of [`WAL_PREALLOC_BYTES`] after it (the same `fdatasync` makes them durable
+    /// with the frames). Only bytes past the committed log are written: those are never
+    /// part of it (torn frames, or zeros already).
+    fn preallocate_after(&self, end: u64) -> Result<()> {
+        if end <= self.known_len.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let target = (end / WAL_PREALLOC_BYTES + 1) * WAL_PREALLOC_BYTES;
+        let zeros = vec![0u8; PREALLOC_WRITE_BYTES];
+        let mut at = end;
+        while at < target {
+            let count = (target - at).min(PREALLOC_WRITE_BYTES as u64) as usize;
+            self.file
+                .write_all_at(&zeros[..count], at)
+                .map_err(wal_io("write"))?;
+            at += count as u64;
+        }
+        self.known_len.store(target, Ordering::Release);
         Ok(())
     }
 

@@ -41,11 +41,13 @@ pub struct Inode {
     pub durable: Vec<u8>,
     /// Changes in `live` not yet in `durable`, in issue order.
     pub pending: Vec<Pending>,
-    /// Durable length as of the sync before the last one: bytes below it were followed by
-    /// at least one more sync, so damage to them is provably detectable.
-    pub synced_twice_len: u64,
-    /// Durable length as of the last sync that had changes to make durable.
-    pub last_sync_len: u64,
+    /// [`Inode::synced_data_end`] as of the sync before the last one that moved it: bytes
+    /// below it were followed by more synced data, so damage to them is provably
+    /// detectable.
+    pub synced_twice_end: u64,
+    /// End of the furthest write of data (not all zeros) that a sync made durable. Zeros
+    /// written ahead (the WAL's preallocation) prove nothing about the bytes before them.
+    pub synced_data_end: u64,
     /// flock state: exclusive holder or shared holders, by handle id.
     pub exclusive: Option<u64>,
     pub shared: BTreeSet<u64>,
@@ -368,17 +370,23 @@ impl Disk {
             .unwrap_or(false);
         let pending = std::mem::take(&mut self.inode(inode_id).pending);
         let mut lost = false;
+        let mut data_end = 0;
         for change in &pending {
             if failing && chance(&mut self.rng, 500_000) {
                 lost = true;
                 continue;
             }
+            if let Pending::Write { offset, bytes, .. } = change
+                && bytes.iter().any(|&byte| byte != 0)
+            {
+                data_end = data_end.max(offset + bytes.len() as u64);
+            }
             self.make_durable(inode_id, change);
         }
         let inode = self.inode(inode_id);
         let durable_len = inode.durable.len() as u64;
-        inode.last_sync_len = inode.last_sync_len.min(durable_len);
-        inode.synced_twice_len = inode.synced_twice_len.min(durable_len);
+        inode.synced_data_end = inode.synced_data_end.min(durable_len);
+        inode.synced_twice_end = inode.synced_twice_end.min(durable_len);
         if failing {
             self.record(FaultKind::SyncError, file, u64::from(lost));
             for (id, handle) in self.handles.iter_mut() {
@@ -395,12 +403,12 @@ impl Disk {
                 "simulated fdatasync failure on {file} (an earlier writeback through another handle failed)"
             )));
         }
-        // Only growth counts: bytes appended after the last synced ones are what can
-        // prove those durable (a rewrite in place proves nothing).
+        // Only growth counts: data written after the last synced data is what can prove
+        // it durable (a rewrite in place, or zeros written ahead, proves nothing).
         let inode = self.inode(inode_id);
-        if durable_len > inode.last_sync_len {
-            inode.synced_twice_len = inode.last_sync_len;
-            inode.last_sync_len = durable_len;
+        if data_end > inode.synced_data_end {
+            inode.synced_twice_end = inode.synced_data_end;
+            inode.synced_data_end = data_end;
         }
         Ok(())
     }
@@ -497,7 +505,7 @@ impl Disk {
                 let range = match name.as_str() {
                     "pages.db" => stored.durable.len() as u64,
                     "wal.log" if self.config.wal_bit_flips => {
-                        stored.synced_twice_len.min(stored.durable.len() as u64)
+                        stored.synced_twice_end.min(stored.durable.len() as u64)
                     }
                     _ => return None,
                 };

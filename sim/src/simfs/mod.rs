@@ -114,8 +114,8 @@ impl SimFs {
                     disk::Inode {
                         live: bytes.clone(),
                         durable: bytes.clone(),
-                        synced_twice_len: bytes.len() as u64,
-                        last_sync_len: bytes.len() as u64,
+                        synced_twice_end: bytes.len() as u64,
+                        synced_data_end: bytes.len() as u64,
                         ..disk::Inode::default()
                     },
                 );

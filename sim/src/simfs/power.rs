@@ -81,8 +81,8 @@ impl Disk {
         inode.exclusive = None;
         inode.shared.clear();
         let len = inode.durable.len() as u64;
-        inode.last_sync_len = inode.last_sync_len.min(len);
-        inode.synced_twice_len = inode.synced_twice_len.min(len);
+        inode.synced_data_end = inode.synced_data_end.min(len);
+        inode.synced_twice_end = inode.synced_twice_end.min(len);
     }
 
     /// Applies a surviving change, torn into pieces if the profile allows.

@@ -373,6 +373,7 @@ fn kind_name(kind: WalEntryType) -> &'static str {
 fn stop_text(stop: &ScanStop) -> String {
     match stop {
         ScanStop::End => "end of file".to_string(),
+        ScanStop::Preallocated => "end of the log (preallocated zeros follow)".to_string(),
         ScanStop::TornTail(detail) => format!("torn tail (normal after a crash): {detail}"),
         ScanStop::Corruption { offset, detail } => {
             format!("CORRUPTION at offset {offset}: {detail}")
