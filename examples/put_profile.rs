@@ -6,7 +6,7 @@
 //! ```
 //!
 //! `--normal` uses `SyncMode::Normal`, which leaves the `fdatasync` out, so a profile
-//! shows the engine's own CPU.
+//! shows the engine's own CPU; `--loads N` adds N random warm loads of what was stored.
 
 use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, StorageEngine, SyncMode};
 use std::path::PathBuf;
@@ -30,10 +30,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let agent = AgentId::new();
     let nodes: Vec<MemoryNode> = (0..count).map(|index| node(agent, index)).collect();
     let mut latencies = Vec::with_capacity(count);
+    let mut ids = Vec::with_capacity(count);
     let started = Instant::now();
     for node in &nodes {
         let put = Instant::now();
-        engine.store_memory(node)?;
+        ids.push(engine.store_memory(node)?);
         latencies.push(put.elapsed().as_nanos() as u64);
     }
     let elapsed = started.elapsed();
@@ -45,6 +46,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         latencies[count / 2] / 1000,
         latencies[count * 99 / 100] / 1000
     );
+    if let Some(at) = args.iter().position(|arg| arg == "--loads") {
+        let loads: usize = args.get(at + 1).ok_or("--loads needs a count")?.parse()?;
+        let ids: Vec<_> = (0..count).map(|index| ids[index]).collect();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let started = Instant::now();
+        for _ in 0..loads {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let node = engine.load_memory(ids[(state % count as u64) as usize])?;
+            std::hint::black_box(node);
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "{loads} warm loads in {:.3} s: {:.0}/s",
+            elapsed.as_secs_f64(),
+            loads as f64 / elapsed.as_secs_f64()
+        );
+    }
     engine.close()?;
     Ok(())
 }

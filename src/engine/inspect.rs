@@ -5,7 +5,7 @@
 use super::{IntegrityProblem, IntegrityReport, StorageEngine};
 use crate::error::{Error, Result};
 use crate::page::{Lsn, Page, PageId};
-use crate::wal::{FrameInfo, ScanStop, WalCursor, WalHeader};
+use crate::wal::{AfterZeros, FrameInfo, ScanStop, WalCursor, WalHeader};
 
 /// What [`StorageEngine::stats`] reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +130,10 @@ impl StorageEngine {
                 stop: ScanStop::End,
             });
         };
-        let scan = self.inner.wal.scan_after(&WalCursor::at_start(header))?;
+        let scan = self
+            .inner
+            .wal
+            .scan_after(&WalCursor::at_start(header), AfterZeros::Probe)?;
         Ok(WalFrames {
             header: Some(header),
             committed: scan.committed_frames,

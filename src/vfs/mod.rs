@@ -96,6 +96,16 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     /// Releases this handle's lock (no-op when it holds none).
     fn unlock(&self) -> io::Result<()>;
 
+    /// Maps the first `len` bytes of the file for reading, shared with every other handle
+    /// and process (`mmap(MAP_SHARED)`), extending the file with zeros to `len` first. Reads
+    /// through the map see what [`VfsFile::read_at`] would, without a system call. `None`
+    /// (the default) if the implementation cannot map: callers then use `read_at`. The file
+    /// must never shrink below `len` while mapped.
+    fn map_for_reading(&self, len: usize) -> io::Result<Option<Box<dyn SharedView>>> {
+        let _ = len;
+        Ok(None)
+    }
+
     /// True if the file is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
@@ -142,6 +152,20 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
             }
         }
         Ok(())
+    }
+}
+
+/// The start of a file mapped by [`VfsFile::map_for_reading`].
+pub trait SharedView: Send + Sync + fmt::Debug {
+    /// Bytes mapped.
+    fn len(&self) -> usize;
+    /// Copies the mapped bytes at `offset..offset + buf.len()` into `buf`; false (and `buf`
+    /// unchanged) if they are not all mapped. Another process may be writing them: a copy
+    /// can mix old and new bytes, as a `pread` racing a `pwrite` can.
+    fn read(&self, offset: usize, buf: &mut [u8]) -> bool;
+    /// True if nothing is mapped.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 

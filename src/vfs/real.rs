@@ -18,7 +18,10 @@ use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
-use super::{LockMode, OpenMode, Vfs, VfsFile};
+use super::{LockMode, OpenMode, SharedView, Vfs, VfsFile};
+use std::os::fd::AsRawFd as _;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering, fence};
 
 /// The real filesystem. Stateless: every call goes straight to `std::fs`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -112,6 +115,13 @@ impl VfsFile for RealFile {
         self.file.set_len(len)
     }
 
+    fn map_for_reading(&self, len: usize) -> io::Result<Option<Box<dyn SharedView>>> {
+        if self.len()? < len as u64 {
+            self.file.set_len(len as u64)?;
+        }
+        Ok(Some(Box::new(ReadMap::new(&self.file, len)?)))
+    }
+
     // `std::fs::File` has inherent lock methods of the same names since Rust 1.89, so the
     // `fs2` calls are spelled out in full to make sure `fs2` is the one called.
     fn lock(&self, mode: LockMode) -> io::Result<()> {
@@ -147,3 +157,82 @@ fn is_lock_contended(error: &io::Error) -> bool {
 #[cfg(test)]
 #[path = "real_tests.rs"]
 mod tests;
+
+/// A `MAP_SHARED` mapping of the start of a file, only ever read: the only `unsafe` code of
+/// the crate. The pages are the page cache's, so they show every write to the file at once.
+/// Bytes are read with atomic loads, since other processes write them concurrently (mapped
+/// writable because an atomic may only point at writable memory; nothing writes through it).
+#[derive(Debug)]
+struct ReadMap {
+    start: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: this process only reads the mapping, through atomic loads; it stays valid until
+// `drop`, whichever thread drops it.
+unsafe impl Send for ReadMap {}
+// SAFETY: as above: concurrent reads of shared memory through atomics are sound.
+unsafe impl Sync for ReadMap {}
+
+impl ReadMap {
+    fn new(file: &File, len: usize) -> io::Result<ReadMap> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map zero bytes",
+            ));
+        }
+        // SAFETY: a fresh mapping (no address hint) of `len` bytes of an open descriptor;
+        // the kernel checks the descriptor and the length and returns MAP_FAILED on error.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let start = NonNull::new(address.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null address"))?;
+        Ok(ReadMap { start, len })
+    }
+}
+
+impl SharedView for ReadMap {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
+        if offset
+            .checked_add(buf.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        for (index, byte) in buf.iter_mut().enumerate() {
+            // SAFETY: `offset + index < len`, inside the live, readable and writable mapping;
+            // `AtomicU8` has the alignment and size of `u8`, and this process only accesses
+            // the mapping atomically.
+            *byte = unsafe { AtomicU8::from_ptr(self.start.as_ptr().add(offset + index)) }
+                .load(Ordering::Relaxed);
+        }
+        fence(Ordering::Acquire);
+        true
+    }
+}
+
+impl Drop for ReadMap {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region `new` mapped, once; nothing reads it afterwards
+        // (`read` borrows `self`). A failure would only leak the mapping.
+        unsafe {
+            libc::munmap(self.start.as_ptr().cast(), self.len);
+        }
+    }
+}

@@ -246,3 +246,32 @@ fn blocking_lock_waits_until_the_holder_unlocks() {
     thread.join().unwrap();
     assert!(acquired.load(Ordering::SeqCst));
 }
+
+#[test]
+fn a_mapped_file_shows_writes_from_other_handles_at_once() {
+    let dir = TestDir::new();
+    let writer = create(&dir, "shm");
+    writer.write_all_at(b"old", 0).expect("write");
+    let reader = create(&dir, "shm");
+    let map = reader
+        .map_for_reading(4096)
+        .expect("map")
+        .expect("RealFs maps files");
+    assert_eq!(map.len(), 4096);
+    assert_eq!(
+        writer.len().expect("len"),
+        4096,
+        "extended to the mapped size"
+    );
+    let mut bytes = [0u8; 3];
+    assert!(map.read(0, &mut bytes));
+    assert_eq!(&bytes, b"old");
+    writer.write_all_at(b"new", 0).expect("write");
+    assert!(map.read(0, &mut bytes));
+    assert_eq!(&bytes, b"new");
+    let mut tail = [1u8; 8];
+    assert!(map.read(4088, &mut tail));
+    assert_eq!(tail, [0u8; 8], "the extension reads as zeros");
+    assert!(!map.read(4090, &mut tail), "past the mapping");
+    assert!(!map.read(usize::MAX, &mut tail), "offset overflow");
+}

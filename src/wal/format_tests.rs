@@ -229,8 +229,15 @@ fn windowed_scan_finds_what_the_whole_file_scan_finds() {
                 buffer[..count].copy_from_slice(&bytes[from..from + count]);
                 Ok(count)
             };
-            let scanned = scan_file(bytes.len() as u64, SALT, start, window, &mut read)
-                .expect("in-memory reads do not fail");
+            let scanned = scan_file(
+                bytes.len() as u64,
+                SALT,
+                start,
+                window,
+                AfterZeros::Probe,
+                &mut read,
+            )
+            .expect("in-memory reads do not fail");
             assert_eq!(scanned, expected, "window {window}, {} bytes", bytes.len());
         }
     }
@@ -259,9 +266,62 @@ fn scan_stops_at_preallocated_zeros_after_one_small_read() {
         bytes_read += buffer.len();
         Ok(buffer.len())
     };
-    let caught_up = scan_file(bytes.len() as u64, SALT, start, 256 * 1024, &mut read)
-        .expect("in-memory reads do not fail");
+    let caught_up = scan_file(
+        bytes.len() as u64,
+        SALT,
+        start,
+        256 * 1024,
+        AfterZeros::End,
+        &mut read,
+    )
+    .expect("in-memory reads do not fail");
     assert_eq!(caught_up.stop, ScanStop::Preallocated);
     assert!(caught_up.frames.is_empty());
     assert_eq!(bytes_read, SCAN_FIRST_WINDOW_BYTES);
+}
+
+/// A commit's frames dropped by a failed `fdatasync` read back as preallocated zeros after a
+/// power loss. At open the probe looks past them and finds the later commit that says they
+/// were durable; a live catch-up (no hole possible) stops at the zeros.
+#[test]
+fn zeros_before_a_later_durable_claim_are_corruption_at_open_only() {
+    use WalEntryType::{Commit, PageDelta};
+    let (mut bytes, header) = frames(
+        &[PageDelta, Commit, PageDelta, Commit, PageDelta, Commit],
+        300,
+    );
+    let whole = scan_all(&bytes, header);
+    let hole = whole.frames[2].offset as usize..whole.frames[4].offset as usize;
+    bytes[hole.clone()].fill(0);
+    bytes.extend(std::iter::repeat_n(0u8, 64 * 1024));
+    let damaged = scan_all(&bytes, header);
+    assert!(
+        matches!(damaged.stop, ScanStop::Corruption { offset, .. } if offset == hole.start as u64),
+        "{:?}",
+        damaged.stop
+    );
+    let start = ScanStart {
+        offset: WAL_HEADER_SIZE as u64,
+        prev_crc: header.crc,
+        lsn: header.base_lsn,
+    };
+    for (after_zeros, corrupt) in [(AfterZeros::Probe, true), (AfterZeros::End, false)] {
+        let mut read = |offset: u64, buffer: &mut [u8]| -> Result<usize, ()> {
+            let from = (offset as usize).min(bytes.len());
+            let count = buffer.len().min(bytes.len() - from);
+            buffer[..count].copy_from_slice(&bytes[from..from + count]);
+            Ok(count)
+        };
+        let scan = scan_file(
+            bytes.len() as u64,
+            SALT,
+            start,
+            4096,
+            after_zeros,
+            &mut read,
+        )
+        .expect("in-memory reads do not fail");
+        assert_eq!(matches!(scan.stop, ScanStop::Corruption { .. }), corrupt);
+        assert_eq!(scan.committed_end, hole.start as u64);
+    }
 }

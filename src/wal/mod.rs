@@ -22,7 +22,8 @@ use crate::failpoints;
 use crate::page::Lsn;
 use crate::vfs::{LockMode, OpenMode, Vfs, VfsFile};
 pub use format::{
-    FrameInfo, FrameSpec, Scan, ScanStart, ScanStop, WAL_HEADER_SIZE, WalEntryType, WalHeader,
+    AfterZeros, FrameInfo, FrameSpec, Scan, ScanStart, ScanStop, WAL_HEADER_SIZE, WalEntryType,
+    WalHeader,
 };
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -190,7 +191,10 @@ impl Wal {
     /// Scans the frames after `cursor` to the end of the file, reading it in windows of
     /// [`SCAN_WINDOW_BYTES`] (a reopen after a crash reads megabytes; one buffer of that size
     /// is reused instead of a fresh one as large as the log).
-    pub fn scan_after(&self, cursor: &WalCursor) -> Result<Scan> {
+    ///
+    /// `after_zeros` says whether the corruption probe runs after preallocated zeros: at
+    /// open ([`AfterZeros::Probe`]), not when catching up with the live log.
+    pub fn scan_after(&self, cursor: &WalCursor, after_zeros: AfterZeros) -> Result<Scan> {
         let len = self.file.len().map_err(wal_io("stat"))?;
         self.known_len.store(len, Ordering::Release);
         let wanted = len.saturating_sub(cursor.end);
@@ -219,6 +223,7 @@ impl Wal {
             cursor.salt,
             cursor.scan_start(),
             SCAN_WINDOW_BYTES,
+            after_zeros,
             &mut read,
         )
         .map_err(wal_io("read"))
