@@ -66,6 +66,37 @@ pub enum Error {
 }
 
 impl Error {
+    /// An equal error, for handing one failure to several callers (an I/O source is rebuilt
+    /// with the same kind and message).
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io {
+                operation,
+                file,
+                source,
+            } => Error::Io {
+                operation,
+                file: file.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Corruption {
+                file,
+                offset,
+                detail,
+            } => Error::corruption(file.clone(), *offset, detail.clone()),
+            Error::NotFound => Error::NotFound,
+            Error::Locked(detail) => Error::Locked(detail.clone()),
+            Error::TooLarge { what, size, limit } => Error::TooLarge {
+                what,
+                size: *size,
+                limit: *limit,
+            },
+            Error::InvalidArgument(detail) => Error::InvalidArgument(detail.clone()),
+            Error::Closed => Error::Closed,
+            Error::Poisoned(reason) => Error::Poisoned(reason.clone()),
+        }
+    }
+
     /// Builds an [`Error::Corruption`].
     pub fn corruption(file: impl Into<String>, offset: u64, detail: impl Into<String>) -> Self {
         Error::Corruption {

@@ -2,7 +2,9 @@
 //! issuing one each, and every one of them is still durable on return.
 
 use mentedb_storage::vfs::{LockMode, MemFs, OpenMode, Vfs, VfsFile};
-use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, StorageEngine};
+use mentedb_storage::{
+    AgentId, Error, MemoryNode, MemoryType, Options, StorageEngine, WalEntryType,
+};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,7 +124,6 @@ fn concurrent_durable_stores_share_fdatasyncs_and_all_survive_a_crash() {
     let commits = (THREADS * STORES_PER_THREAD) as u64;
     let syncs = wal_syncs.load(Ordering::SeqCst) - syncs_at_start;
     assert!(syncs >= 1);
-    eprintln!("GCDEBUG {syncs} syncs for {commits}");
     assert!(
         syncs <= commits / 2,
         "{syncs} WAL syncs for {commits} concurrent commits: committers did not share syncs"
@@ -158,4 +159,125 @@ fn normal_sync_mode_syncs_the_wal_once_per_configured_number_of_commits() {
         engine.store_memory(&node).expect("store");
     }
     assert_eq!(wal_syncs.load(Ordering::SeqCst) - syncs_at_start, 10);
+}
+
+fn slow_engine(memfs: &MemFs, dir: &Path) -> StorageEngine {
+    let vfs = Arc::new(SlowSyncFs {
+        inner: memfs.clone(),
+        wal_syncs: Arc::new(AtomicU64::new(0)),
+    });
+    StorageEngine::open_with(dir, Options::default().vfs(vfs)).expect("open")
+}
+
+fn working(text: String) -> MemoryNode {
+    MemoryNode::new(AgentId::new(), MemoryType::Working, text, vec![0.5; 32])
+}
+
+/// Single stores from concurrent threads are batched: one leader commits the stores queued
+/// while the previous sync ran as one transaction, so the WAL holds far fewer commits than
+/// stores, and each store still comes back alone, durable and intact.
+#[test]
+fn concurrent_single_stores_share_transactions() {
+    const THREADS: usize = 8;
+    const STORES_PER_THREAD: usize = 25;
+    let memfs = MemFs::new();
+    let dir = Path::new("/batched");
+    let engine = slow_engine(&memfs, dir);
+    let stored: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let engine = &engine;
+                scope.spawn(move || {
+                    (0..STORES_PER_THREAD)
+                        .map(|index| {
+                            let node = working(format!("thread {thread} store {index}"));
+                            (engine.store_memory(&node).expect("store"), node)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().expect("worker"))
+            .collect()
+    });
+    let frames = engine.wal_frames().expect("wal frames");
+    let commits = frames.frames[..frames.committed]
+        .iter()
+        .filter(|frame| frame.kind == WalEntryType::Commit)
+        .count();
+    let stores = THREADS * STORES_PER_THREAD;
+    assert!(
+        commits <= stores / 2,
+        "{commits} commits for {stores} concurrent stores: the stores were not batched"
+    );
+    let mut ids: Vec<_> = stored.iter().map(|(id, _)| *id).collect();
+    ids.sort_unstable_by_key(|id| id.to_u64());
+    ids.dedup();
+    assert_eq!(ids.len(), stores, "every store has its own handle");
+    drop(engine);
+    let reopened = slow_engine(&memfs, dir);
+    for (id, node) in stored {
+        assert_eq!(reopened.load_memory(id).expect("load"), node);
+    }
+}
+
+/// Batched stores run beside updates and deletes from other threads; every result is what
+/// it would be alone.
+#[test]
+fn batched_stores_mix_with_concurrent_updates_and_deletes() {
+    let memfs = MemFs::new();
+    let dir = Path::new("/mixed");
+    let engine = slow_engine(&memfs, dir);
+    let seeded: Vec<_> = (0..20)
+        .map(|index| {
+            let node = working(format!("seed {index}"));
+            (engine.store_memory(&node).expect("store"), node)
+        })
+        .collect();
+    let (stored, updated) = std::thread::scope(|scope| {
+        let storers: Vec<_> = (0..4)
+            .map(|thread| {
+                let engine = &engine;
+                scope.spawn(move || {
+                    (0..20)
+                        .map(|index| {
+                            let node = working(format!("t{thread} n{index}"));
+                            (engine.store_memory(&node).expect("store"), node)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let engine = &engine;
+        let seeded = &seeded;
+        let changer = scope.spawn(move || {
+            let mut updated = Vec::new();
+            for (index, (id, _)) in seeded.iter().enumerate() {
+                if index % 2 == 0 {
+                    engine.delete_memory(*id).expect("delete");
+                } else {
+                    let node = working(format!("updated {index} {}", "u".repeat(index * 40)));
+                    engine.update_memory(*id, &node).expect("update");
+                    updated.push((*id, node));
+                }
+            }
+            updated
+        });
+        let stored: Vec<_> = storers
+            .into_iter()
+            .flat_map(|storer| storer.join().expect("storer"))
+            .collect();
+        (stored, changer.join().expect("changer"))
+    });
+    drop(engine);
+    let reopened = slow_engine(&memfs, dir);
+    for (id, node) in stored.iter().chain(updated.iter()) {
+        assert_eq!(&reopened.load_memory(*id).expect("load"), node);
+    }
+    for (id, _) in seeded.iter().step_by(2) {
+        assert!(matches!(reopened.load_memory(*id), Err(Error::NotFound)));
+    }
+    assert!(reopened.check_integrity().expect("integrity").is_clean());
 }

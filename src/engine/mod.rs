@@ -30,6 +30,7 @@
 //! meta pages and the whole WAL and syncs them before it trusts them.
 
 mod checkpoint;
+mod group;
 mod inspect;
 mod integrity;
 mod options;
@@ -87,6 +88,8 @@ pub(crate) struct Inner {
     pool: BufferPool,
     view: RwLock<View>,
     writer: Mutex<WriterState>,
+    /// Single stores of this process's threads waiting to be committed together.
+    group: group::StoreGroup,
     shm_seen: AtomicU64,
     /// Threads of this process between starting a write and appending its commit.
     committers: AtomicUsize,
@@ -216,6 +219,18 @@ impl Inner {
         &self,
         operation: impl FnOnce(&mut Txn<'_>, &mut WriterState) -> Result<T>,
     ) -> Result<T> {
+        let (value, lsn) = self.commit_only(operation)?;
+        self.make_durable(lsn)?;
+        self.maybe_checkpoint()?;
+        Ok(value)
+    }
+
+    /// Runs `operation` as one write transaction under the writer locks and commits it;
+    /// returns its value and the commit LSN, not yet durable.
+    fn commit_only<T>(
+        &self,
+        operation: impl FnOnce(&mut Txn<'_>, &mut WriterState) -> Result<T>,
+    ) -> Result<(T, Lsn)> {
         self.check_writable()?;
         let (value, lsn) = {
             let _committing = Committing::enter(&self.committers);
@@ -229,9 +244,7 @@ impl Inner {
             Inner::note_free_space(&mut writer.hints, txn.changed_pages());
             (value, txn.commit()?)
         };
-        self.make_durable(lsn)?;
-        self.maybe_checkpoint()?;
-        Ok(value)
+        Ok((value, lsn))
     }
 
     fn make_durable(&self, lsn: Lsn) -> Result<()> {
@@ -436,6 +449,7 @@ impl StorageEngine {
             pool: BufferPool::new(options.buffer_pool_pages),
             view: RwLock::new(View::checkpointed(initial_meta(), None)),
             writer: Mutex::new(WriterState::default()),
+            group: group::StoreGroup::default(),
             shm_seen: AtomicU64::new(0),
             committers: AtomicUsize::new(0),
             commits_unsynced: AtomicU32::new(0),
@@ -488,8 +502,7 @@ impl StorageEngine {
     pub fn store_memory(&self, node: &MemoryNode) -> Result<RecordId> {
         let mut record = Vec::new();
         encode_record(node, &mut record)?;
-        self.inner
-            .write(|txn, writer| txn.insert_record(&record, &mut writer.hints))
+        self.inner.store_grouped(record)
     }
 
     /// Stores several nodes atomically (all or none) in one commit; returns their handles

@@ -10,7 +10,8 @@
 //!   and a retry would lie): every later sync returns [`Error::Poisoned`].
 //! - The file lock on `wal.log` serializes writers across processes (see `engine`).
 //! - Preallocation: an append that grows the file also writes zeros up to the next
-//!   multiple of [`WAL_PREALLOC_BYTES`] past it, synced with it. The commits after it
+//!   multiple of [`WAL_PREALLOC_BYTES`] past it, synced with it (unless it is a large
+//!   batch, which pays for its inode write with much data and would only write twice). The commits after it
 //!   overwrite blocks the file already has, so their `fdatasync` flushes data only, not the
 //!   inode (on this project's disk a bare overwrite + `fdatasync` loop runs ~1.5x an append
 //!   loop). The scan stops at the zeros ([`ScanStop::Preallocated`]); a reset truncates them.
@@ -37,6 +38,8 @@ pub const SCAN_WINDOW_BYTES: usize = 256 * 1024;
 pub const WAL_SCAN_BYTES_MAX: u64 = 1 << 32;
 /// The WAL file grows in steps of this many bytes of zeros (see the module docs).
 pub const WAL_PREALLOC_BYTES: u64 = 1 << 20;
+/// Appends at least this large grow the file without preallocating after them.
+const PREALLOC_APPEND_MAX: u64 = WAL_PREALLOC_BYTES / 4;
 /// Bytes of zeros one `pwrite` of preallocation writes.
 const PREALLOC_WRITE_BYTES: usize = 256 * 1024;
 
@@ -263,7 +266,14 @@ impl Wal {
             .map_err(wal_io("write"))?;
         failpoints::check("wal.append.after").map_err(wal_io("write"))?;
         self.written_lsn.fetch_max(last_lsn.0, Ordering::AcqRel);
-        self.preallocate_after(offset + frames.len() as u64)
+        let end = offset + frames.len() as u64;
+        if frames.len() as u64 >= PREALLOC_APPEND_MAX {
+            // A large commit pays for its inode write with a lot of data; zeros ahead of
+            // it would only double what the batch after it writes.
+            self.known_len.fetch_max(end, Ordering::AcqRel);
+            return Ok(());
+        }
+        self.preallocate_after(end)
     }
 
     /// If an append ending at `end` grew the file, writes zeros from `end` to the next
