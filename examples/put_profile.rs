@@ -8,7 +8,7 @@
 //! `--normal` uses `SyncMode::Normal`, which leaves the `fdatasync` out, so a profile
 //! shows the engine's own CPU; `--loads N` adds N random warm loads of what was stored;
 //! `--threads N` runs the puts from N threads at once instead (group commit);
-//! `--batch N` first stores them in durable batches of N.
+//! `--batch N` stores them in durable batches of N instead.
 
 use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, StorageEngine, SyncMode};
 use std::path::PathBuf;
@@ -65,6 +65,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             elapsed.as_secs_f64(),
             count as f64 / elapsed.as_secs_f64()
         );
+        engine.close()?;
+        return Ok(());
     }
     let mut latencies = Vec::with_capacity(count);
     let mut ids = Vec::with_capacity(count);

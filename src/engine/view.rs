@@ -348,6 +348,10 @@ impl Inner {
             return Err(Error::corruption(WAL_FILE_NAME, *offset, detail.clone()));
         }
         let committed = &scan.frames[..scan.committed_frames];
+        if committed.is_empty() {
+            // Nothing new (every writer's catch-up before its commit, alone).
+            return Ok(());
+        }
         let cursor = view.cursor.after(&scan);
         self.apply_committed(view, committed, cursor, None, CacheUpdate::ApplyFrames)?;
         self.check_page_count(view)
