@@ -8,7 +8,8 @@
 //! `--normal` uses `SyncMode::Normal`, which leaves the `fdatasync` out, so a profile
 //! shows the engine's own CPU; `--loads N` adds N random warm loads of what was stored;
 //! `--threads N` runs the puts from N threads at once instead (group commit);
-//! `--batch N` stores them in durable batches of N instead.
+//! `--batch N` stores them in durable batches of N instead; `--crash` exits after the
+//! puts without closing, and `--reopen` then times opening what it left.
 
 use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, StorageEngine, SyncMode};
 use std::path::PathBuf;
@@ -26,6 +27,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         options = options
             .sync_mode(SyncMode::Normal)
             .normal_sync_commits(u32::MAX);
+    }
+    if args.iter().any(|arg| arg == "--reopen") {
+        let started = Instant::now();
+        let engine = StorageEngine::open_with(&dir, options)?;
+        println!("reopen in {:.3} ms", started.elapsed().as_secs_f64() * 1e3);
+        drop(engine);
+        return Ok(());
     }
     let _ = std::fs::remove_dir_all(&dir);
     let engine = StorageEngine::open_with(&dir, options)?;
@@ -85,6 +93,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         latencies[count / 2] / 1000,
         latencies[count * 99 / 100] / 1000
     );
+    if args.iter().any(|arg| arg == "--crash") {
+        // No close, no destructors: what a killed process leaves.
+        std::process::exit(0);
+    }
     if let Some(at) = args.iter().position(|arg| arg == "--loads") {
         let loads: usize = args.get(at + 1).ok_or("--loads needs a count")?.parse()?;
         let ids: Vec<_> = (0..count).map(|index| ids[index]).collect();

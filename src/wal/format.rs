@@ -646,6 +646,16 @@ fn durable_frame_after(
         .min(from.saturating_add(CORRUPTION_PROBE_BYTES_MAX));
     let mut position = align_up(from) + FRAME_ALIGN;
     while position + FRAME_HEADER_SIZE <= limit {
+        // A plausible header has a nonzero LSN in its bytes 8..16: skip every position
+        // whose LSN lies in zeros (most of the span after a log is preallocated zeros).
+        let Some(skip) = first_nonzero(&bytes[position + 8..limit]) else {
+            break;
+        };
+        let nonzero = position + 8 + skip;
+        position = position.max(align_up(nonzero.saturating_sub(15)));
+        if position + FRAME_HEADER_SIZE > limit {
+            break;
+        }
         let window = &bytes[position..];
         let lsn = le_u64(window, 8);
         let durable = le_u64(window, 16);
@@ -656,6 +666,26 @@ fn durable_frame_after(
         position += FRAME_ALIGN;
     }
     None
+}
+
+/// Index of the first nonzero byte, looking 64 bytes at a time.
+fn first_nonzero(bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(64);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        if chunk.iter().fold(0u8, |any, &byte| any | byte) != 0 {
+            return chunk
+                .iter()
+                .position(|&byte| byte != 0)
+                .map(|index| at + index);
+        }
+        at += 64;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&byte| byte != 0)
+        .map(|index| at + index)
 }
 
 #[cfg(test)]
