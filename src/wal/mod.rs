@@ -130,6 +130,20 @@ fn lock_state(mutex: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Reads into `buffer` from `offset` until it is full or the file ends; returns the count.
+fn read_up_to(file: &dyn VfsFile, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(count) => filled += count,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
 fn wal_io(operation: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::io(operation, WAL_FILE_NAME, source)
 }
@@ -152,18 +166,18 @@ impl Wal {
     /// Reads the header; `Ok(None)` for a log that was never initialised (empty, or a
     /// header-sized remnant of an interrupted reset). An invalid header in front of frame
     /// bytes is corruption.
+    ///
+    /// One read of the header and the byte after it tells all three apart: no `lseek`
+    /// (every writer reads the header before its commit).
     pub fn read_header(&self) -> Result<Option<WalHeader>> {
-        let len = self.file.len().map_err(wal_io("stat"))?;
-        if len < WAL_HEADER_SIZE as u64 {
+        let mut bytes = [0u8; WAL_HEADER_SIZE + 1];
+        let len = read_up_to(&*self.file, &mut bytes, 0).map_err(wal_io("read"))?;
+        if len < WAL_HEADER_SIZE {
             return Ok(None);
         }
-        let mut bytes = [0u8; WAL_HEADER_SIZE];
-        self.file
-            .read_exact_at(&mut bytes, 0)
-            .map_err(wal_io("read"))?;
-        match format::decode_header(&bytes) {
+        match format::decode_header(&bytes[..WAL_HEADER_SIZE]) {
             Ok(header) => Ok(Some(header)),
-            Err(_) if len == WAL_HEADER_SIZE as u64 => Ok(None),
+            Err(_) if len == WAL_HEADER_SIZE => Ok(None),
             Err(error) => Err(error.at(WAL_FILE_NAME, 0)),
         }
     }
@@ -197,30 +211,28 @@ impl Wal {
     ///
     /// `after_zeros` says whether the corruption probe runs after preallocated zeros: at
     /// open ([`AfterZeros::Probe`]), not when catching up with the live log.
+    ///
+    /// A catch-up ([`AfterZeros::End`]) does not ask the file's length (a system call before
+    /// every commit): reads come back short at the end, and the log's end is in the first
+    /// window when nothing is new.
     pub fn scan_after(&self, cursor: &WalCursor, after_zeros: AfterZeros) -> Result<Scan> {
-        let len = self.file.len().map_err(wal_io("stat"))?;
-        self.known_len.store(len, Ordering::Release);
-        let wanted = len.saturating_sub(cursor.end);
-        if wanted > WAL_SCAN_BYTES_MAX {
-            return Err(Error::TooLarge {
-                what: "write-ahead log",
-                size: wanted,
-                limit: WAL_SCAN_BYTES_MAX,
-            });
-        }
-        let mut read = |offset: u64, buffer: &mut [u8]| -> std::io::Result<usize> {
-            let mut filled = 0;
-            while filled < buffer.len() {
-                let count = self
-                    .file
-                    .read_at(&mut buffer[filled..], offset + filled as u64)?;
-                if count == 0 {
-                    break;
+        let len = match after_zeros {
+            AfterZeros::End => u64::MAX,
+            AfterZeros::Probe => {
+                let len = self.file.len().map_err(wal_io("stat"))?;
+                self.known_len.store(len, Ordering::Release);
+                let wanted = len.saturating_sub(cursor.end);
+                if wanted > WAL_SCAN_BYTES_MAX {
+                    return Err(Error::TooLarge {
+                        what: "write-ahead log",
+                        size: wanted,
+                        limit: WAL_SCAN_BYTES_MAX,
+                    });
                 }
-                filled += count;
+                len
             }
-            Ok(filled)
         };
+        let mut read = |offset: u64, buffer: &mut [u8]| read_up_to(&*self.file, buffer, offset);
         format::scan_file(
             len,
             cursor.salt,
