@@ -59,6 +59,8 @@ struct GroupState {
     leading: bool,
     /// Stores in the last group committed: how many a leader waits for.
     last_group: usize,
+    /// Members waiting for an outcome.
+    waiting: usize,
     outcomes: HashMap<u64, Outcome>,
 }
 
@@ -103,10 +105,12 @@ impl Inner {
                 state = self.lead_group(state);
                 continue;
             }
+            state.waiting += 1;
             state = group
                 .handed_out
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.waiting -= 1;
         };
         drop(state);
         match outcome {
@@ -193,7 +197,10 @@ impl Inner {
             }
         }
         state.leading = false;
-        self.group.handed_out.notify_all();
+        if state.waiting > 0 {
+            // A wake-up is a system call even with nobody waiting.
+            self.group.handed_out.notify_all();
+        }
         state
     }
 }

@@ -108,6 +108,8 @@ impl WalCursor {
 struct SyncState {
     durable_lsn: Lsn,
     syncing: bool,
+    /// Threads waiting for the syncing leader.
+    waiting: usize,
     poisoned: Option<String>,
 }
 
@@ -357,10 +359,12 @@ impl Wal {
                 return Ok(());
             }
             if state.syncing {
+                state.waiting += 1;
                 state = self
                     .synced
                     .wait(state)
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
+                state.waiting -= 1;
                 continue;
             }
             state.syncing = true;
@@ -378,7 +382,10 @@ impl Wal {
                     state.poisoned = Some(format!("fdatasync of {WAL_FILE_NAME} failed: {error}"))
                 }
             }
-            self.synced.notify_all();
+            if state.waiting > 0 {
+                // A wake-up is a system call even with nobody waiting.
+                self.synced.notify_all();
+            }
         }
     }
 
