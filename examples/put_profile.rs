@@ -9,9 +9,10 @@
 //! shows the engine's own CPU; `--loads N` adds N random warm loads of what was stored;
 //! `--threads N` runs the puts from N threads at once instead (group commit);
 //! `--batch N` stores them in durable batches of N instead; `--crash` exits after the
-//! puts without closing, and `--reopen` then times opening what it left.
+//! puts without closing, and `--reopen` then times opening what it left (with `--loads N`:
+//! a scan, N random loads, and the peak resident memory).
 
-use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, StorageEngine, SyncMode};
+use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, RecordId, StorageEngine, SyncMode};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -32,6 +33,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let started = Instant::now();
         let engine = StorageEngine::open_with(&dir, options)?;
         println!("reopen in {:.3} ms", started.elapsed().as_secs_f64() * 1e3);
+        if let Some(at) = args.iter().position(|arg| arg == "--loads") {
+            let loads: usize = args.get(at + 1).ok_or("--loads needs a count")?.parse()?;
+            let started = Instant::now();
+            let ids: Vec<_> = engine
+                .scan_memories()
+                .map(|item| item.map(|(id, _)| id))
+                .collect::<Result<_, _>>()?;
+            println!(
+                "scan of {} nodes in {:.3} s: {:.0}/s",
+                ids.len(),
+                started.elapsed().as_secs_f64(),
+                ids.len() as f64 / started.elapsed().as_secs_f64()
+            );
+            random_loads(&engine, &ids, loads)?;
+            println!("peak RSS {} MiB", peak_rss_kib() / 1024);
+        }
         drop(engine);
         return Ok(());
     }
@@ -99,25 +116,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(at) = args.iter().position(|arg| arg == "--loads") {
         let loads: usize = args.get(at + 1).ok_or("--loads needs a count")?.parse()?;
-        let ids: Vec<_> = (0..count).map(|index| ids[index]).collect();
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let started = Instant::now();
-        for _ in 0..loads {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let node = engine.load_memory(ids[(state % count as u64) as usize])?;
-            std::hint::black_box(node);
-        }
-        let elapsed = started.elapsed();
-        println!(
-            "{loads} warm loads in {:.3} s: {:.0}/s",
-            elapsed.as_secs_f64(),
-            loads as f64 / elapsed.as_secs_f64()
-        );
+        random_loads(&engine, &ids, loads)?;
     }
     engine.close()?;
     Ok(())
+}
+
+fn random_loads(
+    engine: &StorageEngine,
+    ids: &[RecordId],
+    loads: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let started = Instant::now();
+    for _ in 0..loads {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let node = engine.load_memory(ids[(state % ids.len() as u64) as usize])?;
+        std::hint::black_box(node);
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "{loads} random loads in {:.3} s: {:.0}/s",
+        elapsed.as_secs_f64(),
+        loads as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Peak resident memory of this process (`VmHWM`), in KiB; 0 where unknown.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn node(agent: AgentId, index: usize) -> MemoryNode {
