@@ -12,7 +12,9 @@
 //! puts without closing, and `--reopen` then times opening what it left (with `--loads N`:
 //! a scan, N random loads, and the peak resident memory).
 
-use mentedb_storage::{AgentId, MemoryNode, MemoryType, Options, RecordId, StorageEngine, SyncMode};
+use mentedb_storage::{
+    AgentId, MemoryNode, MemoryType, Options, RecordId, StorageEngine, SyncMode,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 

@@ -256,3 +256,32 @@ fn concurrent_gets_and_installs_do_not_deadlock_and_stats_add_up() {
     assert_eq!(stats.hits + stats.misses, THREADS * GETS_PER_THREAD);
     assert!(stats.resident <= pool.capacity());
 }
+
+#[test]
+fn an_evicted_page_nobody_holds_is_handed_out_again_for_the_next_read() {
+    let pool = BufferPool::new(1);
+    fill_fresh(&pool, 1);
+    fill_fresh(&pool, 2);
+    let spare = pool.spare_page();
+    assert_eq!(
+        spare.id(),
+        PageId(1),
+        "the evicted page's buffer, stale bytes and all"
+    );
+    assert_eq!(
+        pool.spare_page().bytes(),
+        Page::zeroed().bytes(),
+        "then fresh ones"
+    );
+}
+
+#[test]
+fn an_evicted_page_still_held_by_a_reader_is_not_reused() {
+    let pool = BufferPool::new(1);
+    let ticket = pool.ticket();
+    let held = pool.fill(PageId(1), page(1), ticket);
+    pool.install(PageId(2), Arc::new(page(2)), false);
+    let spare = pool.spare_page();
+    assert_ne!(spare.id(), PageId(1));
+    assert_eq!(held.id(), PageId(1), "the reader's page is untouched");
+}

@@ -210,7 +210,11 @@ impl PageFile {
 
     /// Reads page `id` raw: bytes past the end of the file read as zeros.
     pub fn read_raw(&self, id: PageId) -> Result<Page> {
-        let mut page = Page::zeroed();
+        self.read_raw_into(id, Page::zeroed())
+    }
+
+    /// [`PageFile::read_raw`] into a page buffer whose bytes are all overwritten.
+    pub fn read_raw_into(&self, id: PageId, mut page: Page) -> Result<Page> {
         let buffer = page.bytes_mut();
         let mut filled = 0;
         while filled < PAGE_SIZE {
@@ -219,6 +223,7 @@ impl PageFile {
                 .read_at(&mut buffer[filled..], id.offset() + filled as u64)
                 .map_err(page_io("read"))?;
             if count == 0 {
+                buffer[filled..].fill(0);
                 break;
             }
             filled += count;
@@ -229,9 +234,14 @@ impl PageFile {
     /// Reads and verifies page `id`, retrying a checksum failure a bounded number of times
     /// (another process's checkpoint may be rewriting it) before reporting corruption.
     pub fn read_verified(&self, id: PageId) -> Result<Page> {
+        self.read_verified_into(id, Page::zeroed())
+    }
+
+    /// [`PageFile::read_verified`] into a page buffer whose bytes are all overwritten.
+    pub fn read_verified_into(&self, id: PageId, mut buffer: Page) -> Result<Page> {
         let mut attempt = 0;
         loop {
-            let page = self.read_raw(id)?;
+            let page = self.read_raw_into(id, buffer)?;
             match page.verify(id) {
                 Ok(_) => return Ok(page),
                 Err(error) if attempt >= PAGE_READ_RETRIES_MAX => {
@@ -239,6 +249,7 @@ impl PageFile {
                 }
                 Err(_) => {
                     attempt += 1;
+                    buffer = page;
                     std::thread::yield_now();
                 }
             }

@@ -198,7 +198,7 @@ impl Inner {
                 let view = self.read_view();
                 match view.index.get(&id) {
                     Some(frames) => self.rebuild_page(id, frames, view.cursor.salt),
-                    None => self.pages.read_verified(id),
+                    None => self.pages.read_verified_into(id, self.pool.spare_page()),
                 }
             };
             match result {
