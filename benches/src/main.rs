@@ -78,10 +78,10 @@ fn plan(scale: u64) -> Plan {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let outcome = if args.first().map(String::as_str) == Some("--child-a") {
-        child(&args[1..])
-    } else {
-        parent(&args)
+    let outcome = match args.first().map(String::as_str) {
+        Some("--child-a") => child(&args[1..]),
+        Some("--child-memory") => child_memory(&args[1..]),
+        _ => parent(&args),
     };
     if let Err(error) = outcome {
         eprintln!("error: {error}");
@@ -97,7 +97,45 @@ fn child(args: &[String]) -> BenchResult<()> {
     measure::child_phase_a(&*engine, Path::new(dir), plan(scale.parse()?))
 }
 
-/// Runs one engine: phase A in a child, the rest here.
+fn child_memory(args: &[String]) -> BenchResult<()> {
+    let [name, dir, scale, handles] = args else {
+        return Err("usage: --child-memory <engine> <dir> <scale> <handles file>".into());
+    };
+    let engine = engines::by_name(name).ok_or("unknown engine")?;
+    let handles = std::fs::read_to_string(handles)?
+        .lines()
+        .map(str::parse)
+        .collect::<Result<Vec<u64>, _>>()?;
+    measure::child_memory(&*engine, Path::new(dir), plan(scale.parse()?), &handles)
+}
+
+/// Runs the memory phase of an engine in a child; its peak resident memory growth in MiB.
+fn memory_phase(engine: &dyn Engine, dir: &Path, scale: u64, handles: &[u64]) -> BenchResult<f64> {
+    let list = dir.with_extension("handles");
+    let text: String = handles.iter().map(|handle| format!("{handle}\n")).collect();
+    std::fs::write(&list, text)?;
+    let output = Command::new(std::env::current_exe()?)
+        .args([
+            "--child-memory",
+            engine.name(),
+            &dir.display().to_string(),
+            &scale.to_string(),
+            &list.display().to_string(),
+        ])
+        .output()?;
+    let _ = std::fs::remove_file(&list);
+    if !output.status.success() {
+        return Err(format!(
+            "memory phase failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+        .into());
+    }
+    let kib: f64 = String::from_utf8(output.stdout)?.trim().parse()?;
+    Ok(kib / 1024.0)
+}
+
+/// Runs one engine: phase A in a child, the rest here, then the memory phase in a child.
 fn run_engine(engine: &dyn Engine, root: &Path, scale: u64) -> BenchResult<Figures> {
     let dir = root.join(engine.name().replace([' ', '(', ')', ','], "_"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -134,7 +172,12 @@ fn run_engine(engine: &dyn Engine, root: &Path, scale: u64) -> BenchResult<Figur
         a_p99_us: p99,
         ..Figures::default()
     };
-    let result = measure::after_crash(engine, &dir, plan(scale), figures, handles);
+    let result = measure::after_crash(engine, &dir, plan(scale), figures, handles).and_then(
+        |(mut figures, handles)| {
+            figures.rss_mib = memory_phase(engine, &dir, scale, &handles)?;
+            Ok(figures)
+        },
+    );
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -277,12 +320,12 @@ impl Report {
             self.plan.batch,
             self.seconds
         );
-        out.push_str("| engine | A puts/s (p50 / p99 µs) | A4 puts/s | B rec/s | C loads/s | C2 loads/s | DA ms | D ms | E | S rec/s |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| engine | A puts/s (p50 / p99 µs) | A4 puts/s | B rec/s | C loads/s | C2 loads/s | DA ms | D ms | E | S rec/s | RSS MiB |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (name, figures, _) in &self.rows {
             match figures {
                 Ok(f) => out.push_str(&format!(
-                    "| {name} | {} ({:.0} / {:.0}) | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {} |\n",
+                    "| {name} | {} ({:.0} / {:.0}) | {} | {} | {} | {} | {:.2} | {:.2} | {:.3} | {} | {:.0} |\n",
                     thousands(f.a_puts_per_s),
                     f.a_p50_us,
                     f.a_p99_us,
@@ -293,17 +336,18 @@ impl Report {
                     f.da_ms,
                     f.d_ms,
                     f.e_ratio,
-                    thousands(f.s_records_per_s)
+                    thousands(f.s_records_per_s),
+                    f.rss_mib
                 )),
-                Err(error) => out.push_str(&format!("| {name} | n/a: {error} | | | | | | | | |\n")),
+                Err(error) => out.push_str(&format!("| {name} | n/a: {error} | | | | | | | | | |\n")),
             }
         }
         out.push_str(&format!(
-            "| raw 2 KiB append + fdatasync | {} | | | | | | | | |\n",
+            "| raw 2 KiB append + fdatasync | {} | | | | | | | | | |\n",
             thousands(self.append)
         ));
         out.push_str(&format!(
-            "| raw 2 KiB overwrite in place + fdatasync | {} | | | | | | | | |\n\n",
+            "| raw 2 KiB overwrite in place + fdatasync | {} | | | | | | | | | |\n\n",
             thousands(self.overwrite)
         ));
         for line in self.ratios() {
@@ -361,10 +405,10 @@ impl Report {
             .iter()
             .map(|(name, figures, _)| match figures {
                 Ok(f) => format!(
-                    "{{\"engine\":\"{name}\",\"a_puts_per_s\":{:.1},\"a_p50_us\":{:.1},\"a_p99_us\":{:.1},\"a4_puts_per_s\":{:.1},\"b_records_per_s\":{:.1},\"c_loads_per_s\":{:.1},\"c2_loads_per_s\":{:.1},\"da_ms\":{:.3},\"d_ms\":{:.3},\"e_ratio\":{:.4},\"s_records_per_s\":{:.1},\"records\":{}}}",
+                    "{{\"engine\":\"{name}\",\"a_puts_per_s\":{:.1},\"a_p50_us\":{:.1},\"a_p99_us\":{:.1},\"a4_puts_per_s\":{:.1},\"b_records_per_s\":{:.1},\"c_loads_per_s\":{:.1},\"c2_loads_per_s\":{:.1},\"da_ms\":{:.3},\"d_ms\":{:.3},\"e_ratio\":{:.4},\"s_records_per_s\":{:.1},\"records\":{},\"rss_mib\":{:.1}}}",
                     f.a_puts_per_s, f.a_p50_us, f.a_p99_us, f.a4_puts_per_s, f.b_records_per_s,
                     f.c_loads_per_s, f.c2_loads_per_s, f.da_ms, f.d_ms, f.e_ratio,
-                    f.s_records_per_s, f.records
+                    f.s_records_per_s, f.records, f.rss_mib
                 ),
                 Err(error) => format!(
                     "{{\"engine\":\"{name}\",\"error\":\"{}\"}}",

@@ -1,7 +1,9 @@
 //! The phases of one engine's run, in order, on one fresh directory:
 //! A (in a child process that then exits without closing: a crash), DA (reopen), A4, B,
 //! checkpoint and E, C (warm random loads), S (full scan), D (clean close + reopen), C2
-//! (random loads right after that reopen). Every load checks the text it gets back.
+//! (random loads right after that reopen); then, in a second child process, the memory
+//! phase (open, random loads, scan: the growth of peak resident memory). Every load checks
+//! the text it gets back.
 
 use crate::engines::{BenchResult, Engine, Handle, Store};
 use crate::workload::{Item, Rng, items};
@@ -23,6 +25,8 @@ pub struct Figures {
     pub e_ratio: f64,
     pub s_records_per_s: f64,
     pub records: u64,
+    /// Growth of peak resident memory in a process that opens the store, loads and scans.
+    pub rss_mib: f64,
 }
 
 /// Sizes of the run.
@@ -136,7 +140,7 @@ pub fn after_crash(
     plan: Plan,
     mut figures: Figures,
     a_handles: Vec<Handle>,
-) -> BenchResult<Figures> {
+) -> BenchResult<(Figures, Vec<Handle>)> {
     let mut work = items(plan.seed, 0, plan.single_puts);
     let (store, da_ms) = reopen(engine, dir, a_handles[0], &work[0])?;
     figures.da_ms = da_ms;
@@ -232,5 +236,45 @@ pub fn after_crash(
     figures.c2_loads_per_s =
         random_loads(&*store, &handles, &work, plan.cold_loads, plan.seed ^ 2)?;
     store.close()?;
-    Ok(figures)
+    Ok((figures, handles))
+}
+
+/// The memory phase, run in a child process that holds nothing else: opens the store,
+/// loads `loads` random records (checking each, the workload regenerated one item at a
+/// time), scans, and prints the growth of its peak resident memory since before the open,
+/// in KiB. `handles` are the records' handles in workload order.
+pub fn child_memory(
+    engine: &dyn Engine,
+    dir: &Path,
+    plan: Plan,
+    handles: &[Handle],
+) -> BenchResult<()> {
+    let before = status_kib("VmRSS:").ok_or("no /proc/self/status")?;
+    let store = engine.open(dir)?;
+    let mut rng = Rng::new(plan.seed ^ 3);
+    for _ in 0..plan.warm_loads {
+        let index = rng.below(handles.len() as u64);
+        let item = crate::workload::item(plan.seed, index);
+        check(&store.get(handles[index as usize], &item.key)?, &item)?;
+    }
+    let scanned = store.scan()?;
+    if scanned != handles.len() as u64 {
+        return Err(format!("the scan saw {scanned} records, {} stored", handles.len()).into());
+    }
+    let peak = status_kib("VmHWM:").ok_or("no VmHWM")?;
+    store.close()?;
+    println!("{}", peak.saturating_sub(before));
+    Ok(())
+}
+
+/// A `/proc/self/status` field in KiB.
+fn status_kib(field: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|line| line.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
