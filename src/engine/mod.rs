@@ -478,16 +478,23 @@ impl StorageEngine {
             crate::failpoints::check("open.recovered")
                 .map_err(|source| Error::io("open", path.display().to_string(), source))?;
             let last_lsn = inner.read_view().last_lsn();
+            let salt = inner.read_view().cursor.salt;
             // Frames found in the WAL may sit only in the page cache (a crashed writer
-            // never synced them): make them durable before claiming so in new frames.
-            inner
-                .wal
-                .sync_through(last_lsn)
-                .map_err(|error| inner.poison(error.to_string()))?;
+            // never synced them): make them durable before claiming so in new frames,
+            // unless `wal.shm` records that some process synced them all (it records only
+            // after a sync that covered them, so they are on disk: a crashed writer whose
+            // commits were acknowledged needs no second sync).
+            if inner.shm.read_durable(salt)? >= last_lsn {
+                inner.wal.note_durable(last_lsn);
+            } else {
+                inner
+                    .wal
+                    .sync_through(last_lsn)
+                    .map_err(|error| inner.poison(error.to_string()))?;
+            }
             inner.shm.write(last_lsn.0)?;
             // Everything recovered is durable now; a record left from before a power loss
             // could claim LSNs that recovery has handed out again.
-            let salt = inner.read_view().cursor.salt;
             inner.shm.write_durable(salt, last_lsn)?;
             inner.shm_seen.store(last_lsn.0, Ordering::Release);
         }

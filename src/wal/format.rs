@@ -668,24 +668,22 @@ fn durable_frame_after(
     None
 }
 
-/// Index of the first nonzero byte, looking 64 bytes at a time.
+/// Index of the first nonzero byte, comparing 4 KiB blocks with zeros at a time (a
+/// `memcmp`: the span after a log is mostly preallocated zeros).
 fn first_nonzero(bytes: &[u8]) -> Option<usize> {
-    let mut chunks = bytes.chunks_exact(64);
+    const BLOCK: usize = 4096;
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
     let mut at = 0;
-    for chunk in &mut chunks {
-        if chunk.iter().fold(0u8, |any, &byte| any | byte) != 0 {
-            return chunk
+    for block in bytes.chunks(BLOCK) {
+        if block != &ZEROS[..block.len()] {
+            return block
                 .iter()
                 .position(|&byte| byte != 0)
                 .map(|index| at + index);
         }
-        at += 64;
+        at += block.len();
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&byte| byte != 0)
-        .map(|index| at + index)
+    None
 }
 
 #[cfg(test)]
