@@ -134,7 +134,9 @@ impl View {
 ///   made durable (cross-process group commit), reset by every open.
 ///
 /// Where the filesystem can map files, the first 4 KiB are mapped (the file is extended
-/// with zeros to that size) and polled without a system call; writes stay `pwrite`s.
+/// with zeros to that size): the counters are polled and published without a system call
+/// (the rare sync-failure mark stays a `pwrite`). Records carry a CRC, so a reader that
+/// meets one half-written takes it as unknown, as after a torn `pwrite`.
 ///
 /// Its `flock` (through a second handle) is the sync gate.
 #[derive(Debug)]
@@ -166,12 +168,25 @@ impl SharedCounter {
         };
         let file = open()?;
         // Without a map (a filesystem that cannot, or mmap failed) reads use `pread`.
-        let map = file.map_for_reading(SHM_MAP_BYTES).ok().flatten();
+        let map = file.map_shared(SHM_MAP_BYTES).ok().flatten();
         Ok(SharedCounter {
             file,
             map,
             sync_gate: open()?,
         })
+    }
+
+    /// Writes `bytes` at `offset`: through the map if there is one (no system call).
+    fn write_bytes(&self, bytes: &[u8], offset: u64) -> Result<()> {
+        if let Some(map) = &self.map
+            && let Ok(start) = usize::try_from(offset)
+            && map.write(start, bytes)
+        {
+            return Ok(());
+        }
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
     }
 
     /// Reads `buf.len()` bytes at `offset`: through the map if there is one.
@@ -221,9 +236,7 @@ impl SharedCounter {
         bytes[4..12].copy_from_slice(&lsn.0.to_le_bytes());
         let crc = crc32fast::hash(&bytes[..12]);
         bytes[12..].copy_from_slice(&crc.to_le_bytes());
-        self.file
-            .write_all_at(&bytes, DURABLE_OFFSET)
-            .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
+        self.write_bytes(&bytes, DURABLE_OFFSET)
     }
 
     /// The stored value, or [`SHM_UNKNOWN`] if it is missing or torn: a value no process
@@ -280,9 +293,7 @@ impl SharedCounter {
         bytes[..8].copy_from_slice(&value.to_le_bytes());
         let crc = crc32fast::hash(&bytes[..8]);
         bytes[8..].copy_from_slice(&crc.to_le_bytes());
-        self.file
-            .write_all_at(&bytes, 0)
-            .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
+        self.write_bytes(&bytes, 0)
     }
 }
 

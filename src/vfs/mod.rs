@@ -96,12 +96,13 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     /// Releases this handle's lock (no-op when it holds none).
     fn unlock(&self) -> io::Result<()>;
 
-    /// Maps the first `len` bytes of the file for reading, shared with every other handle
-    /// and process (`mmap(MAP_SHARED)`), extending the file with zeros to `len` first. Reads
-    /// through the map see what [`VfsFile::read_at`] would, without a system call. `None`
-    /// (the default) if the implementation cannot map: callers then use `read_at`. The file
-    /// must never shrink below `len` while mapped.
-    fn map_for_reading(&self, len: usize) -> io::Result<Option<Box<dyn SharedView>>> {
+    /// Maps the first `len` bytes of the file, shared with every other handle and process
+    /// (`mmap(MAP_SHARED)`), extending the file with zeros to `len` first. Reads and writes
+    /// through the map are those of [`VfsFile::read_at`] and [`VfsFile::write_at`] (the
+    /// page cache's bytes, never synced by the map), without a system call. `None` (the
+    /// default) if the implementation cannot map: callers then use `read_at`/`write_at`.
+    /// The file must never shrink below `len` while mapped.
+    fn map_shared(&self, len: usize) -> io::Result<Option<Box<dyn SharedView>>> {
         let _ = len;
         Ok(None)
     }
@@ -155,7 +156,7 @@ pub trait VfsFile: Send + Sync + fmt::Debug {
     }
 }
 
-/// The start of a file mapped by [`VfsFile::map_for_reading`].
+/// The start of a file mapped by [`VfsFile::map_shared`].
 pub trait SharedView: Send + Sync + fmt::Debug {
     /// Bytes mapped.
     fn len(&self) -> usize;
@@ -163,6 +164,10 @@ pub trait SharedView: Send + Sync + fmt::Debug {
     /// unchanged) if they are not all mapped. Another process may be writing them: a copy
     /// can mix old and new bytes, as a `pread` racing a `pwrite` can.
     fn read(&self, offset: usize, buf: &mut [u8]) -> bool;
+    /// Copies `bytes` into the mapping at `offset`; false (and nothing written) if they do
+    /// not all fit. A reader may see some of them before the others, as with a `pwrite`;
+    /// everything written before this call is visible to a reader that sees any of them.
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool;
     /// True if nothing is mapped.
     fn is_empty(&self) -> bool {
         self.len() == 0

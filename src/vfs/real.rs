@@ -115,11 +115,11 @@ impl VfsFile for RealFile {
         self.file.set_len(len)
     }
 
-    fn map_for_reading(&self, len: usize) -> io::Result<Option<Box<dyn SharedView>>> {
+    fn map_shared(&self, len: usize) -> io::Result<Option<Box<dyn SharedView>>> {
         if self.len()? < len as u64 {
             self.file.set_len(len as u64)?;
         }
-        Ok(Some(Box::new(ReadMap::new(&self.file, len)?)))
+        Ok(Some(Box::new(SharedMap::new(&self.file, len)?)))
     }
 
     // `std::fs::File` has inherent lock methods of the same names since Rust 1.89, so the
@@ -158,24 +158,24 @@ fn is_lock_contended(error: &io::Error) -> bool {
 #[path = "real_tests.rs"]
 mod tests;
 
-/// A `MAP_SHARED` mapping of the start of a file, only ever read: the only `unsafe` code of
-/// the crate. The pages are the page cache's, so they show every write to the file at once.
-/// Bytes are read with atomic loads, since other processes write them concurrently (mapped
-/// writable because an atomic may only point at writable memory; nothing writes through it).
+/// A `MAP_SHARED` mapping of the start of a file: the only `unsafe` code of the crate. The
+/// pages are the page cache's, so they show every write to the file at once, and what is
+/// written here is what a `pread` of the file returns. Bytes are read and written with
+/// atomic operations, since other processes access them concurrently.
 #[derive(Debug)]
-struct ReadMap {
+struct SharedMap {
     start: NonNull<u8>,
     len: usize,
 }
 
-// SAFETY: this process only reads the mapping, through atomic loads; it stays valid until
-// `drop`, whichever thread drops it.
-unsafe impl Send for ReadMap {}
+// SAFETY: this process accesses the mapping only through atomic operations; it stays valid
+// until `drop`, whichever thread drops it.
+unsafe impl Send for SharedMap {}
 // SAFETY: as above: concurrent reads of shared memory through atomics are sound.
-unsafe impl Sync for ReadMap {}
+unsafe impl Sync for SharedMap {}
 
-impl ReadMap {
-    fn new(file: &File, len: usize) -> io::Result<ReadMap> {
+impl SharedMap {
+    fn new(file: &File, len: usize) -> io::Result<SharedMap> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -199,11 +199,11 @@ impl ReadMap {
         }
         let start = NonNull::new(address.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null address"))?;
-        Ok(ReadMap { start, len })
+        Ok(SharedMap { start, len })
     }
 }
 
-impl SharedView for ReadMap {
+impl SharedView for SharedMap {
     fn len(&self) -> usize {
         self.len
     }
@@ -225,9 +225,25 @@ impl SharedView for ReadMap {
         fence(Ordering::Acquire);
         true
     }
+
+    fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        if offset
+            .checked_add(bytes.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        fence(Ordering::Release);
+        for (index, byte) in bytes.iter().enumerate() {
+            // SAFETY: as in `read`: inside the live, writable mapping, accessed atomically.
+            unsafe { AtomicU8::from_ptr(self.start.as_ptr().add(offset + index)) }
+                .store(*byte, Ordering::Relaxed);
+        }
+        true
+    }
 }
 
-impl Drop for ReadMap {
+impl Drop for SharedMap {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the region `new` mapped, once; nothing reads it afterwards
         // (`read` borrows `self`). A failure would only leak the mapping.

@@ -248,13 +248,13 @@ fn blocking_lock_waits_until_the_holder_unlocks() {
 }
 
 #[test]
-fn a_mapped_file_shows_writes_from_other_handles_at_once() {
+fn a_mapped_file_shares_its_bytes_with_every_other_handle() {
     let dir = TestDir::new();
     let writer = create(&dir, "shm");
     writer.write_all_at(b"old", 0).expect("write");
     let reader = create(&dir, "shm");
     let map = reader
-        .map_for_reading(4096)
+        .map_shared(4096)
         .expect("map")
         .expect("RealFs maps files");
     assert_eq!(map.len(), 4096);
@@ -274,4 +274,13 @@ fn a_mapped_file_shows_writes_from_other_handles_at_once() {
     assert_eq!(tail, [0u8; 8], "the extension reads as zeros");
     assert!(!map.read(4090, &mut tail), "past the mapping");
     assert!(!map.read(usize::MAX, &mut tail), "offset overflow");
+    assert!(map.write(1, b"ap"));
+    let mut read_back = [0u8; 3];
+    writer.read_exact_at(&mut read_back, 0).expect("read");
+    assert_eq!(
+        &read_back, b"nap",
+        "a write through the map is what pread returns"
+    );
+    assert!(!map.write(4095, b"xy"), "past the mapping");
+    assert!(!map.write(usize::MAX, b"x"), "offset overflow");
 }
