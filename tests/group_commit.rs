@@ -3,7 +3,7 @@
 
 use mentedb_storage::vfs::{LockMode, MemFs, OpenMode, Vfs, VfsFile};
 use mentedb_storage::{
-    AgentId, Error, MemoryNode, MemoryType, Options, StorageEngine, WalEntryType,
+    AgentId, Error, MemoryNode, MemoryType, Options, RecordId, StorageEngine, WalEntryType,
 };
 use std::io;
 use std::path::{Path, PathBuf};
@@ -96,31 +96,7 @@ fn concurrent_durable_stores_share_fdatasyncs_and_all_survive_a_crash() {
     let dir = Path::new("/group-commit");
     let engine = StorageEngine::open_with(dir, Options::default().vfs(vfs)).expect("open");
     let syncs_at_start = wal_syncs.load(Ordering::SeqCst);
-    let stored: Vec<_> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..THREADS)
-            .map(|thread| {
-                let engine = &engine;
-                scope.spawn(move || {
-                    (0..STORES_PER_THREAD)
-                        .map(|index| {
-                            let content = format!("thread {thread} store {index}");
-                            let node = MemoryNode::new(
-                                AgentId::new(),
-                                MemoryType::Working,
-                                content,
-                                vec![0.25; 64],
-                            );
-                            (engine.store_memory(&node).expect("store"), node)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().expect("worker"))
-            .collect()
-    });
+    let stored = store_from_threads(&engine, THREADS, STORES_PER_THREAD);
     let commits = (THREADS * STORES_PER_THREAD) as u64;
     let syncs = wal_syncs.load(Ordering::SeqCst) - syncs_at_start;
     assert!(syncs >= 1);
@@ -173,22 +149,17 @@ fn working(text: String) -> MemoryNode {
     MemoryNode::new(AgentId::new(), MemoryType::Working, text, vec![0.5; 32])
 }
 
-/// Single stores from concurrent threads are batched: one leader commits the stores queued
-/// while the previous sync ran as one transaction, so the WAL holds far fewer commits than
-/// stores, and each store still comes back alone, durable and intact.
-#[test]
-fn concurrent_single_stores_share_transactions() {
-    const THREADS: usize = 8;
-    const STORES_PER_THREAD: usize = 25;
-    let memfs = MemFs::new();
-    let dir = Path::new("/batched");
-    let engine = slow_engine(&memfs, dir);
-    let stored: Vec<_> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..THREADS)
+/// Durable single stores from `threads` threads at once; every handle with its node.
+fn store_from_threads(
+    engine: &StorageEngine,
+    threads: usize,
+    per_thread: usize,
+) -> Vec<(RecordId, MemoryNode)> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
             .map(|thread| {
-                let engine = &engine;
                 scope.spawn(move || {
-                    (0..STORES_PER_THREAD)
+                    (0..per_thread)
                         .map(|index| {
                             let node = working(format!("thread {thread} store {index}"));
                             (engine.store_memory(&node).expect("store"), node)
@@ -201,7 +172,20 @@ fn concurrent_single_stores_share_transactions() {
             .into_iter()
             .flat_map(|worker| worker.join().expect("worker"))
             .collect()
-    });
+    })
+}
+
+/// Single stores from concurrent threads are batched: one leader commits the stores queued
+/// while the previous sync ran as one transaction, so the WAL holds far fewer commits than
+/// stores, and each store still comes back alone, durable and intact.
+#[test]
+fn concurrent_single_stores_share_transactions() {
+    const THREADS: usize = 8;
+    const STORES_PER_THREAD: usize = 25;
+    let memfs = MemFs::new();
+    let dir = Path::new("/batched");
+    let engine = slow_engine(&memfs, dir);
+    let stored = store_from_threads(&engine, THREADS, STORES_PER_THREAD);
     let frames = engine.wal_frames().expect("wal frames");
     let commits = frames.frames[..frames.committed]
         .iter()
