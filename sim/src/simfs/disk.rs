@@ -377,7 +377,7 @@ impl Disk {
                 continue;
             }
             if let Pending::Write { offset, bytes, .. } = change
-                && bytes.iter().any(|&byte| byte != 0)
+                && !all_zeros(bytes)
             {
                 data_end = data_end.max(offset + bytes.len() as u64);
             }
@@ -540,4 +540,14 @@ impl Disk {
     pub fn lookup(&self, path: &Path) -> Option<u64> {
         self.names.get(path).copied()
     }
+}
+
+/// True if every byte is zero, comparing 4 KiB blocks at a time (preallocation writes
+/// hundreds of KiB of zeros; a byte loop over them was a tenth of a campaign).
+fn all_zeros(bytes: &[u8]) -> bool {
+    const BLOCK: usize = 4096;
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
+    bytes
+        .chunks(BLOCK)
+        .all(|block| block == &ZEROS[..block.len()])
 }
