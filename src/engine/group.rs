@@ -36,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::page::Lsn;
 use crate::record_id::RecordId;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,9 @@ pub(crate) struct StoreGroup {
     state: Mutex<GroupState>,
     /// Members that polled long enough sleep here until their outcome is handed out.
     handed_out: Condvar,
+    /// Bumped (under the lock) when a store queues or outcomes are handed out: pollers
+    /// watch it instead of taking the lock on every turn.
+    changes: AtomicU64,
 }
 
 impl StoreGroup {
@@ -86,6 +90,25 @@ impl StoreGroup {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notes a change for the pollers (call with the lock held).
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Releases the lock, yields until something changed (or `until`), and locks again.
+    fn poll<'a>(
+        &'a self,
+        state: MutexGuard<'a, GroupState>,
+        until: Instant,
+    ) -> MutexGuard<'a, GroupState> {
+        let seen = self.changes.load(Ordering::Acquire);
+        drop(state);
+        while self.changes.load(Ordering::Acquire) == seen && Instant::now() < until {
+            std::thread::yield_now();
+        }
+        self.lock()
     }
 }
 
@@ -99,6 +122,7 @@ impl Inner {
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state.queued.push((ticket, record));
+        group.changed();
         let outcome = loop {
             if let Some(outcome) = state.outcomes.remove(&ticket) {
                 break outcome;
@@ -114,9 +138,7 @@ impl Inner {
                 && state.leading
                 && Instant::now() < spin_until
             {
-                drop(state);
-                std::thread::yield_now();
-                state = group.lock();
+                state = group.poll(state, spin_until);
             }
             if state.outcomes.contains_key(&ticket) || !state.leading {
                 continue;
@@ -151,13 +173,10 @@ impl Inner {
         state.leading = true;
         let deadline = Instant::now() + GATHER_WAIT_MAX;
         while state.queued.len() < state.last_group.min(GROUP_NODES_MAX) {
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 break;
             }
-            drop(state);
-            std::thread::yield_now();
-            state = self.group.lock();
+            state = self.group.poll(state, deadline);
         }
         let mut bytes = 0;
         let take = state
@@ -210,6 +229,7 @@ impl Inner {
             }
         }
         state.leading = false;
+        self.group.changed();
         if state.waiting > 0 {
             // A wake-up is a system call even with nobody waiting.
             self.group.handed_out.notify_all();
