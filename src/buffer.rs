@@ -63,6 +63,15 @@ pub struct BufferStats {
     pub resident: usize,
 }
 
+/// A page the pool dropped to make room for another.
+#[derive(Debug)]
+pub struct Evicted {
+    /// Which page it was.
+    pub id: PageId,
+    /// The copy the pool held (guards may still hold it too).
+    pub page: Arc<Page>,
+}
+
 /// The pool's invalidation version when the ticket was taken; see [`BufferPool::fill`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FillTicket(u64);
@@ -179,19 +188,47 @@ impl BufferPool {
     /// that copy (it is at least as new); if the version moved on, an uncached guard on
     /// `page` that is not in the pool.
     pub fn fill(&self, id: PageId, page: Page, ticket: FillTicket) -> PageRef {
+        let (guard, evicted) = self.fill_evicting(id, page, ticket);
+        if let Some(evicted) = evicted {
+            self.recycle(evicted.page);
+        }
+        guard
+    }
+
+    /// [`fill`](BufferPool::fill), and the page it evicted to make room, if any, for the
+    /// caller to look at outside the lock (the engine keeps its record map) and then hand
+    /// back with [`recycle`](BufferPool::recycle).
+    pub fn fill_evicting(
+        &self,
+        id: PageId,
+        page: Page,
+        ticket: FillTicket,
+    ) -> (PageRef, Option<Evicted>) {
         let mut state = self.lock();
         debug_assert!(ticket.0 <= state.version, "ticket from another pool");
         if let Some(index) = state.index_of(id) {
             let frame = &mut state.frames[index];
             frame.referenced = true;
-            return PageRef::pin(frame);
+            return (PageRef::pin(frame), None);
         }
         if ticket.0 != state.version {
-            return PageRef::uncached(Arc::new(page));
+            return (PageRef::uncached(Arc::new(page)), None);
         }
         let frame = Frame::new(id, Arc::new(page), false, false);
-        let index = self.insert(&mut state, frame);
-        PageRef::pin(&state.frames[index])
+        let (index, evicted) = self.insert(&mut state, frame);
+        (PageRef::pin(&state.frames[index]), evicted)
+    }
+
+    /// Takes back an evicted page: if nobody else holds it, its buffer is kept for the
+    /// next miss to read into (at most [`SPARE_PAGES_MAX`]).
+    pub fn recycle(&self, page: Arc<Page>) {
+        let Ok(page) = Arc::try_unwrap(page) else {
+            return;
+        };
+        let mut state = self.lock();
+        if state.spares.len() < SPARE_PAGES_MAX {
+            state.spares.push(page);
+        }
     }
 
     /// Installs a page version written by the engine, replacing any cached copy, with its
@@ -203,7 +240,13 @@ impl BufferPool {
         match state.index_of(id) {
             Some(index) => state.frames[index] = frame,
             None => {
-                self.insert(&mut state, frame);
+                let (_, evicted) = self.insert(&mut state, frame);
+                if let Some(evicted) = evicted
+                    && state.spares.len() < SPARE_PAGES_MAX
+                    && let Ok(page) = Arc::try_unwrap(evicted.page)
+                {
+                    state.spares.push(page);
+                }
             }
         }
         debug_assert!(state.index_of(id).is_some());
@@ -288,31 +331,32 @@ impl BufferPool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Puts an uncached page into a free frame, or into the CLOCK victim's frame when full.
-    fn insert(&self, state: &mut State, frame: Frame) -> usize {
+    /// Puts an uncached page into a free frame, or into the CLOCK victim's frame when full;
+    /// returns the frame and the page evicted from it.
+    fn insert(&self, state: &mut State, frame: Frame) -> (usize, Option<Evicted>) {
         debug_assert!(!state.map.contains_key(&frame.id));
         let id = frame.id;
-        let index = if state.frames.len() < self.capacity_pages {
+        let (index, evicted) = if state.frames.len() < self.capacity_pages {
             state.frames.push(frame);
-            state.frames.len() - 1
+            (state.frames.len() - 1, None)
         } else {
             let victim = state.clock_victim();
             let evicted = state.frames[victim].id;
             let removed = state.map.remove(&evicted);
             debug_assert_eq!(removed, Some(victim));
             let old = std::mem::replace(&mut state.frames[victim], frame);
-            if state.spares.len() < SPARE_PAGES_MAX
-                && let Ok(page) = Arc::try_unwrap(old.page)
-            {
-                state.spares.push(page);
-            }
+            debug_assert_eq!(old.id, evicted);
             self.evictions.fetch_add(1, Ordering::Relaxed);
-            victim
+            let evicted = Evicted {
+                id: old.id,
+                page: old.page,
+            };
+            (victim, Some(evicted))
         };
         state.map.insert(id, index);
         state.check(self.capacity_pages);
         debug_assert_eq!(state.frames[index].id, id);
-        index
+        (index, evicted)
     }
 }
 

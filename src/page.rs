@@ -119,6 +119,32 @@ impl PageType {
     }
 }
 
+/// Bytes at the start of a stored page that say which version of which page it is:
+/// checksum, type, format version, reserved, page id and LSN.
+pub const PAGE_IDENTITY_SIZE: usize = OFFSET_LSN + size_of::<u64>();
+
+const _: () = assert!(PAGE_IDENTITY_SIZE == 24 && PAGE_IDENTITY_SIZE <= PAGE_HEADER_SIZE);
+
+/// The type, id and LSN named by the first [`PAGE_IDENTITY_SIZE`] bytes of a stored page,
+/// or `None` if its type or format version is unknown. Not a verification: the checksum
+/// covers the whole page and is not checked here.
+pub fn page_identity(prefix: &[u8; PAGE_IDENTITY_SIZE]) -> Option<(PageType, PageId, Lsn)> {
+    if prefix[OFFSET_VERSION] != PAGE_FORMAT_VERSION {
+        return None;
+    }
+    let page_type = PageType::from_u8(prefix[OFFSET_TYPE])?;
+    let field = |offset: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&prefix[offset..offset + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    Some((
+        page_type,
+        PageId(field(OFFSET_PAGE_ID)),
+        Lsn(field(OFFSET_LSN)),
+    ))
+}
+
 /// The decoded fixed header of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageHeader {

@@ -231,6 +231,20 @@ impl PageFile {
         Ok(page)
     }
 
+    /// Reads `buffer.len()` bytes of page `id` from `offset` within it, unverified (the
+    /// caller checks them against what it knows of the page); a short read is an error.
+    pub fn read_within(&self, id: PageId, offset: u32, buffer: &mut [u8]) -> Result<()> {
+        let end = offset as usize + buffer.len();
+        if end > PAGE_SIZE {
+            return Err(Error::InvalidArgument(format!(
+                "bytes {offset}..{end} are outside a page of {PAGE_SIZE}"
+            )));
+        }
+        self.file
+            .read_exact_at(buffer, id.offset() + u64::from(offset))
+            .map_err(page_io("read"))
+    }
+
     /// Reads and verifies page `id`, retrying a checksum failure a bounded number of times
     /// (another process's checkpoint may be rewriting it) before reporting corruption.
     pub fn read_verified(&self, id: PageId) -> Result<Page> {

@@ -50,12 +50,13 @@ pub use scan::ScanIter;
 pub use snapshot::Snapshot;
 pub use view::SHM_FILE_NAME;
 
-use crate::buffer::{BufferPool, BufferStats, PageRef};
+use crate::buffer::{BufferPool, BufferStats, FillTicket, PageRef};
 use crate::error::{Error, Result};
 use crate::memory::{MemoryNode, decode_record, encode_record};
 use crate::page::{Lsn, Page, PageId};
 use crate::pager::{AllocState, Meta, PAGE_FILE_NAME, PageFile};
 use crate::record_id::RecordId;
+use crate::record_map::{RecordMap, RecordMapStats, RecordMaps};
 use crate::wal::{FrameInfo, WAL_FILE_NAME, Wal, WalCursor};
 use records::FreeSpaceHints;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,10 @@ pub(crate) struct Inner {
     wal: Wal,
     shm: SharedCounter,
     pool: BufferPool,
+    /// Record maps of pages the pool evicted (a share of the pool's budget).
+    maps: RecordMaps,
+    /// Loads answered through a record map.
+    map_reads: AtomicU64,
     view: RwLock<View>,
     writer: Mutex<WriterState>,
     /// Single stores of this process's threads waiting to be committed together.
@@ -191,6 +196,11 @@ impl Inner {
         if let Some(page) = self.pool.get(id) {
             return Ok(page);
         }
+        self.read_missed_page(id, cache)
+    }
+
+    /// [`Inner::read_page`] after the pool missed.
+    pub(crate) fn read_missed_page(&self, id: PageId, cache: bool) -> Result<PageRef> {
         let mut attempt = 0;
         loop {
             let ticket = self.pool.ticket();
@@ -202,7 +212,7 @@ impl Inner {
                 }
             };
             match result {
-                Ok(page) if cache => return Ok(self.pool.fill(id, page, ticket)),
+                Ok(page) if cache => return Ok(self.fill(id, page, ticket)),
                 Ok(page) => return Ok(PageRef::uncached(Arc::new(page))),
                 Err(error) if attempt < READ_ATTEMPTS_MAX && touches_wal(&error) => {
                     attempt += 1;
@@ -211,6 +221,20 @@ impl Inner {
                 Err(error) => return Err(error),
             }
         }
+    }
+
+    /// Caches a page read after a miss; keeps the record map of the page it evicted.
+    fn fill(&self, id: PageId, page: Page, ticket: FillTicket) -> PageRef {
+        let (guard, evicted) = self.pool.fill_evicting(id, page, ticket);
+        if let Some(evicted) = evicted {
+            if self.maps.is_enabled()
+                && let Some(map) = RecordMap::of(&evicted.page)
+            {
+                self.maps.remember(evicted.id, map);
+            }
+            self.pool.recycle(evicted.page);
+        }
+        guard
     }
 
     /// Runs `operation` as one write transaction under the writer locks, commits it, and
@@ -446,7 +470,9 @@ impl StorageEngine {
             pages: PageFile::open(&*vfs, &path.join(PAGE_FILE_NAME))?,
             wal: Wal::open(&*vfs, &path.join(WAL_FILE_NAME))?,
             shm: SharedCounter::open(&*vfs, &path.join(SHM_FILE_NAME))?,
-            pool: BufferPool::new(options.buffer_pool_pages),
+            pool: BufferPool::new(options.pool_split().0),
+            maps: RecordMaps::new(options.pool_split().1),
+            map_reads: AtomicU64::new(0),
             view: RwLock::new(View::checkpointed(initial_meta(), None)),
             writer: Mutex::new(WriterState::default()),
             group: group::StoreGroup::default(),
@@ -606,6 +632,17 @@ impl StorageEngine {
     /// Buffer pool counters.
     pub fn buffer_stats(&self) -> BufferStats {
         self.inner.pool.stats()
+    }
+
+    /// What the record maps of evicted pages hold and how many loads they answered.
+    pub fn record_map_stats(&self) -> RecordMapStats {
+        let (maps, bytes) = self.inner.maps.usage();
+        RecordMapStats {
+            maps,
+            bytes,
+            budget_bytes: self.inner.options.pool_split().1,
+            reads: self.inner.map_reads.load(Ordering::Relaxed),
+        }
     }
 
     /// Pages in the database file (meta pages included), as of the last commit seen.

@@ -24,6 +24,11 @@ pub const CHECKPOINT_WAL_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 pub const NORMAL_SYNC_COMMITS_DEFAULT: u32 = 64;
 /// Smallest buffer pool accepted.
 pub const BUFFER_POOL_PAGES_MIN: usize = 4;
+/// The share of the buffer pool's memory that holds record maps of evicted pages (see
+/// [`crate::record_map`]): 1 in this many pages' worth, at least one page's worth.
+pub const RECORD_MAP_SHARE: usize = 32;
+/// Smallest buffer pool that gives up a page's worth of memory to record maps.
+pub const RECORD_MAP_POOL_PAGES_MIN: usize = 8;
 
 /// Options for [`crate::StorageEngine::open_with`]. Build with the setters:
 ///
@@ -54,7 +59,10 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Buffer pool capacity in 64 KiB pages (at least [`BUFFER_POOL_PAGES_MIN`]).
+    /// Buffer pool capacity in 64 KiB pages (at least [`BUFFER_POOL_PAGES_MIN`]): the
+    /// memory budget of the page cache. From [`RECORD_MAP_POOL_PAGES_MIN`] pages on, 1/32
+    /// of it (at least one page's worth) holds the record maps of evicted pages instead of
+    /// pages, so that a load that misses the cache reads one record, not a whole page.
     pub fn buffer_pool_pages(mut self, pages: usize) -> Self {
         self.buffer_pool_pages = pages;
         self
@@ -98,6 +106,17 @@ impl Options {
     /// The configured automatic checkpoint threshold in WAL bytes.
     pub fn checkpoint_wal_bytes_value(&self) -> u64 {
         self.checkpoint_wal_bytes
+    }
+
+    /// How the buffer pool budget is split: pages cached, and bytes of record maps.
+    pub(crate) fn pool_split(&self) -> (usize, usize) {
+        let pages = self.buffer_pool_pages;
+        if pages < RECORD_MAP_POOL_PAGES_MIN {
+            return (pages, 0);
+        }
+        let map_pages = (pages / RECORD_MAP_SHARE).max(1);
+        debug_assert!(map_pages < pages);
+        (pages - map_pages, map_pages * crate::page::PAGE_SIZE)
     }
 
     pub(crate) fn validate(&self) -> Result<()> {

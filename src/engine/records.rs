@@ -13,13 +13,16 @@
 use super::Inner;
 use super::txn::Txn;
 use crate::error::{Error, Result};
-use crate::page::{PAGE_DATA_SIZE, PAGE_HEADER_SIZE, Page, PageId, PageType};
+use crate::page::{
+    PAGE_DATA_SIZE, PAGE_HEADER_SIZE, PAGE_IDENTITY_SIZE, Page, PageId, PageType, page_identity,
+};
 use crate::pager::{FIRST_DATA_PAGE, PAGE_FILE_NAME};
 use crate::record_id::RecordId;
 use crate::slotted::{
     self, INLINE_RECORD_MAX, Slot, SlotContent, SlotPayload, free_space, space_needed,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 
 /// How often a lock-free read of a record spanning pages retries before it takes the
 /// writer locks (see [`Inner::load_record`]).
@@ -362,9 +365,17 @@ impl Inner {
         if id.page_id() < FIRST_DATA_PAGE || id.page_id().0 >= page_count {
             return (Err(Error::NotFound), PagesRead::One);
         }
-        let page = match self.read_page(id.page_id(), cache) {
-            Ok(page) => page,
-            Err(error) => return (Err(error), PagesRead::One),
+        let page = match self.pool.get(id.page_id()) {
+            Some(page) => page,
+            None => {
+                if cache && let Some(node) = self.load_from_map(id, decode) {
+                    return (Ok(node), PagesRead::One);
+                }
+                match self.read_missed_page(id.page_id(), cache) {
+                    Ok(page) => page,
+                    Err(error) => return (Err(error), PagesRead::One),
+                }
+            }
         };
         if page.page_type() != Some(PageType::Data) {
             return (Err(Error::NotFound), PagesRead::One);
@@ -396,6 +407,40 @@ impl Inner {
                 PagesRead::One,
             ),
         }
+    }
+
+    /// A load that missed the pool, answered by reading just the record through its page's
+    /// record map (see [`crate::record_map`]): the page's identity prefix, whose LSN must
+    /// be the map's, and the record's bytes, whose CRC32 must be the map's. `None` for
+    /// anything else (no map, a page the WAL holds a newer version of, a mismatch, an I/O
+    /// error, bytes that do not decode): the caller then reads and verifies the whole page,
+    /// which reports what is wrong.
+    fn load_from_map<T>(&self, id: RecordId, decode: &dyn Fn(&[u8]) -> Result<T>) -> Option<T> {
+        let location = self.maps.locate(id)?;
+        let page_id = id.page_id();
+        // Held while reading, as the whole-page path does: the view names `pages.db` as the
+        // home of the page's newest version.
+        let view = self.read_view();
+        if view.index.contains_key(&page_id) {
+            return None;
+        }
+        let mut prefix = [0u8; PAGE_IDENTITY_SIZE];
+        self.pages.read_within(page_id, 0, &mut prefix).ok()?;
+        let (page_type, stored_id, lsn) = page_identity(&prefix)?;
+        if page_type != PageType::Data || stored_id != page_id || lsn != location.lsn {
+            return None;
+        }
+        let mut bytes = vec![0u8; location.len as usize];
+        self.pages
+            .read_within(page_id, location.offset, &mut bytes)
+            .ok()?;
+        drop(view);
+        if crc32fast::hash(&bytes) != location.crc {
+            return None;
+        }
+        let node = decode(&bytes).ok()?;
+        self.map_reads.fetch_add(1, Ordering::Relaxed);
+        Some(node)
     }
 
     fn load_moved(
