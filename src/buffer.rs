@@ -220,7 +220,7 @@ impl BufferPool {
     }
 
     /// Takes back an evicted page: if nobody else holds it, its buffer is kept for the
-    /// next miss to read into (at most [`SPARE_PAGES_MAX`]).
+    /// next miss to read into (at most a few are kept).
     pub fn recycle(&self, page: Arc<Page>) {
         let Ok(page) = Arc::try_unwrap(page) else {
             return;

@@ -44,7 +44,7 @@ pub use inspect::{DatabaseStats, WalFrames};
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use options::{
     BUFFER_POOL_PAGES_DEFAULT, BUFFER_POOL_PAGES_MIN, CHECKPOINT_WAL_BYTES_DEFAULT,
-    NORMAL_SYNC_COMMITS_DEFAULT, Options, SyncMode,
+    NORMAL_SYNC_COMMITS_DEFAULT, Options, RECORD_MAP_POOL_PAGES_MIN, RECORD_MAP_SHARE, SyncMode,
 };
 pub use scan::ScanIter;
 pub use snapshot::Snapshot;
