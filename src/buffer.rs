@@ -3,7 +3,8 @@
 //! # What it owns
 //!
 //! At most `capacity` cached pages, each held as an `Arc<Page>` in a frame together with a
-//! CLOCK reference bit, a dirty flag and a pin count. It owns no I/O: a miss returns `None`
+//! CLOCK reference bit and a dirty flag; a page is pinned while anyone but the pool holds
+//! its `Arc` (a guard, or a caller that kept the `Arc` of one). It owns no I/O: a miss returns `None`
 //! and the caller reads the page from `pages.db` or rebuilds it from the WAL, then hands it
 //! back with [`BufferPool::fill`].
 //!
@@ -32,19 +33,17 @@
 //! # Locking
 //!
 //! One mutex guards the map, the frames, the hand and the version; the hit, miss and eviction
-//! counters are atomics beside it. Pin counts are atomics so that a guard unpins on drop
-//! without taking the lock; they are raised only under the lock, which is where eviction
-//! reads them.
+//! counters are atomics beside it. A pin is a reference to the frame's `Arc`, so a guard
+//! unpins on drop without taking the lock; pins are taken only under the lock, which is
+//! where eviction reads the reference count.
 
 use crate::page::{Page, PageId};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// Most guards that may pin one cached page at once; more means guards are leaking.
-pub const PINS_PER_PAGE_MAX: u32 = u32::MAX / 2;
 
 /// Number of full sweeps of the hand before CLOCK gives up on finding an unpinned victim.
 /// Two suffice: the first clears every unpinned frame's bit, the second finds one of them.
@@ -91,9 +90,32 @@ const _: fn() = || {
     assert_send_sync::<PageRef>();
 };
 
+/// Hashes a page id with one multiplication (page ids are dense small integers, and the
+/// default SipHash was a fifth of a cache hit).
+#[derive(Default)]
+struct PageIdHasher(u64);
+
+impl Hasher for PageIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0.rotate_left(29) ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type PageMap = HashMap<PageId, usize, BuildHasherDefault<PageIdHasher>>;
+
 struct State {
     /// Page id → index into `frames`.
-    map: HashMap<PageId, usize>,
+    map: PageMap,
     /// At most `capacity_pages` frames; every frame's id is in `map`, pointing back to it.
     frames: Vec<Frame>,
     /// Next frame CLOCK looks at: `< frames.len()`, or 0 when there are no frames.
@@ -111,12 +133,11 @@ const SPARE_PAGES_MAX: usize = 4;
 
 struct Frame {
     id: PageId,
+    /// Every other holder of this `Arc` pins the page; a replaced copy is another `Arc`,
+    /// so guards on it never pin its successor.
     page: Arc<Page>,
     referenced: bool,
     dirty: bool,
-    /// Live guards on this frame's page. A fresh counter per cached copy, so guards on a
-    /// replaced copy never pin its successor.
-    pins: Arc<AtomicU32>,
 }
 
 impl Frame {
@@ -126,13 +147,12 @@ impl Frame {
             page,
             referenced,
             dirty,
-            pins: Arc::new(AtomicU32::new(0)),
         }
     }
 
     fn is_pinned(&self) -> bool {
         // The count only steers eviction; memory safety comes from the guards' own Arcs.
-        self.pins.load(Ordering::Relaxed) > 0
+        Arc::strong_count(&self.page) > 1
     }
 }
 
@@ -142,7 +162,7 @@ impl BufferPool {
         BufferPool {
             capacity_pages: capacity_pages.max(1),
             state: Mutex::new(State {
-                map: HashMap::new(),
+                map: PageMap::default(),
                 frames: Vec::new(),
                 hand: 0,
                 version: 0,
@@ -433,40 +453,39 @@ impl fmt::Debug for BufferPool {
 
 /// A pinned page: derefs to [`Page`], unpins on drop; cloning pins again. Holds its own
 /// `Arc<Page>`, so the page stays readable after it is evicted, replaced or invalidated.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PageRef {
     page: Arc<Page>,
-    /// `None` for a guard on a page that is not in the pool (a `fill` with a stale ticket).
-    pins: Option<Arc<AtomicU32>>,
+    /// False for a guard on a page that is not in the pool (a `fill` with a stale ticket).
+    cached: bool,
 }
 
 impl PageRef {
     /// Pins a frame's page. Called under the pool's lock, so eviction sees the pin.
     fn pin(frame: &Frame) -> PageRef {
-        pin_once(&frame.pins);
         PageRef {
             page: Arc::clone(&frame.page),
-            pins: Some(Arc::clone(&frame.pins)),
+            cached: true,
         }
     }
 
     /// A guard on a page that is not cached (e.g. read by a scan that bypasses the pool).
     pub fn uncached(page: Arc<Page>) -> PageRef {
-        PageRef { page, pins: None }
+        PageRef {
+            page,
+            cached: false,
+        }
     }
 
     /// The shared page, to keep it beyond the guard or hand it on without copying.
     pub fn arc(&self) -> &Arc<Page> {
         &self.page
     }
-}
 
-fn pin_once(pins: &AtomicU32) {
-    let previous = pins.fetch_add(1, Ordering::Relaxed);
-    assert!(
-        previous < PINS_PER_PAGE_MAX,
-        "page pinned {previous} times: guards leak"
-    );
+    /// Whether the guard's page was cached in the pool when the guard was made.
+    pub fn is_cached(&self) -> bool {
+        self.cached
+    }
 }
 
 impl Deref for PageRef {
@@ -474,27 +493,6 @@ impl Deref for PageRef {
 
     fn deref(&self) -> &Page {
         &self.page
-    }
-}
-
-impl Clone for PageRef {
-    fn clone(&self) -> PageRef {
-        if let Some(pins) = &self.pins {
-            pin_once(pins);
-        }
-        PageRef {
-            page: Arc::clone(&self.page),
-            pins: self.pins.clone(),
-        }
-    }
-}
-
-impl Drop for PageRef {
-    fn drop(&mut self) {
-        if let Some(pins) = &self.pins {
-            let previous = pins.fetch_sub(1, Ordering::Relaxed);
-            debug_assert!(previous > 0, "unpinned a page that was not pinned");
-        }
     }
 }
 
