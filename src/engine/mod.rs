@@ -71,6 +71,10 @@ const READ_ATTEMPTS_MAX: u32 = 16;
 const GROUP_COMMIT_WAIT_MAX: std::time::Duration = std::time::Duration::from_micros(200);
 /// Most nodes in one batch.
 pub const BATCH_NODES_MAX: usize = 100_000;
+/// Largest commit buffer kept for the next commit; a larger one is dropped after use.
+const FRAME_BUFFER_KEPT_BYTES_MAX: usize = 4 << 20;
+/// Capacity a fresh commit buffer starts with.
+const FRAME_BUFFER_INITIAL_BYTES: usize = 16 << 10;
 
 /// State only writers touch, under the writer mutex.
 #[derive(Debug, Default)]
@@ -91,6 +95,8 @@ pub(crate) struct Inner {
     maps: RecordMaps,
     /// Loads answered through a record map.
     map_reads: AtomicU64,
+    /// The encoded frames of the last commit, kept for the next one (writers only).
+    frame_buffer: Mutex<Vec<u8>>,
     view: RwLock<View>,
     writer: Mutex<WriterState>,
     /// Single stores of this process's threads waiting to be committed together.
@@ -220,6 +226,29 @@ impl Inner {
                 }
                 Err(error) => return Err(error),
             }
+        }
+    }
+
+    /// A buffer for a commit's frames: the one the last commit used, or a new one.
+    fn take_frame_buffer(&self) -> Vec<u8> {
+        let mut kept = self
+            .frame_buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buffer = std::mem::take(&mut *kept);
+        if buffer.capacity() == 0 {
+            return Vec::with_capacity(FRAME_BUFFER_INITIAL_BYTES);
+        }
+        buffer
+    }
+
+    /// Keeps a commit's buffer for the next commit, unless it grew past the limit.
+    fn return_frame_buffer(&self, buffer: Vec<u8>) {
+        if buffer.capacity() <= FRAME_BUFFER_KEPT_BYTES_MAX {
+            *self
+                .frame_buffer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = buffer;
         }
     }
 
@@ -473,6 +502,7 @@ impl StorageEngine {
             pool: BufferPool::new(options.pool_split().0),
             maps: RecordMaps::new(options.pool_split().1),
             map_reads: AtomicU64::new(0),
+            frame_buffer: Mutex::new(Vec::new()),
             view: RwLock::new(View::checkpointed(initial_meta(), None)),
             writer: Mutex::new(WriterState::default()),
             group: group::StoreGroup::default(),

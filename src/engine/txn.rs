@@ -196,16 +196,20 @@ impl<'a> Txn<'a> {
                 .collect();
             (view.cursor, logged)
         };
-        let mut encoder = FrameEncoder::new(cursor, durable_lsn);
+        let buffer = self.inner.take_frame_buffer();
+        let mut encoder = FrameEncoder::new(cursor, durable_lsn, buffer);
         for ((id, tx_page), logged) in self.pages.iter_mut().zip(logged) {
             encoder.add_page(*id, tx_page, logged);
         }
         let alloc = self.alloc.encode();
         encoder.add(WalEntryType::Commit, PageId(0), &alloc);
         let (bytes, frames, new_cursor) = encoder.finish();
-        self.inner
+        let appended = self
+            .inner
             .wal
-            .append(cursor.end, &bytes, new_cursor.last_lsn)?;
+            .append(cursor.end, &bytes, new_cursor.last_lsn);
+        self.inner.return_frame_buffer(bytes);
+        appended?;
         let installed: Vec<(PageId, Page)> = self
             .pages
             .into_iter()
@@ -227,11 +231,14 @@ struct FrameEncoder {
 }
 
 impl FrameEncoder {
-    fn new(cursor: WalCursor, durable_lsn: Lsn) -> FrameEncoder {
+    /// An encoder appending to `bytes` (emptied first: a buffer kept from an earlier
+    /// commit, so a large batch does not fault in fresh memory every time).
+    fn new(cursor: WalCursor, durable_lsn: Lsn, mut bytes: Vec<u8>) -> FrameEncoder {
+        bytes.clear();
         FrameEncoder {
             cursor,
             durable_lsn,
-            bytes: Vec::with_capacity(16 * 1024),
+            bytes,
             frames: Vec::new(),
         }
     }
