@@ -598,6 +598,11 @@ impl StorageEngine {
     }
 
     /// Loads the node a handle names; [`Error::NotFound`] for a deleted or stale handle.
+    ///
+    /// A node whose page is cached is decoded from the cached page. Otherwise, if the page
+    /// was cached before and its record map is kept ([`crate::record_map`]), only the node's
+    /// bytes are read from `pages.db` and checked against the checksum taken when the page
+    /// was verified; else the whole page is read, verified and cached.
     pub fn load_memory(&self, id: RecordId) -> Result<MemoryNode> {
         self.inner.check_open()?;
         let published = self.inner.refresh_if_changed()?;
