@@ -37,10 +37,9 @@
 //! unpins on drop without taking the lock; pins are taken only under the lock, which is
 //! where eviction reads the reference count.
 
-use crate::page::{Page, PageId};
+use crate::page::{Page, PageId, PageIdHashing};
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -90,28 +89,7 @@ const _: fn() = || {
     assert_send_sync::<PageRef>();
 };
 
-/// Hashes a page id with one multiplication (page ids are dense small integers, and the
-/// default SipHash was a fifth of a cache hit).
-#[derive(Default)]
-struct PageIdHasher(u64);
-
-impl Hasher for PageIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.write_u64(u64::from(*byte));
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = (self.0.rotate_left(29) ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-type PageMap = HashMap<PageId, usize, BuildHasherDefault<PageIdHasher>>;
+type PageMap = HashMap<PageId, usize, PageIdHashing>;
 
 struct State {
     /// Page id → index into `frames`.

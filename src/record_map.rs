@@ -23,7 +23,7 @@
 //! - Bounded: the maps, counted with [`MAP_OVERHEAD_SIZE`] each, never exceed the budget,
 //!   and the eviction queue never holds more than twice the maps plus a constant.
 
-use crate::page::{Lsn, Page, PageId, PageType};
+use crate::page::{Lsn, Page, PageId, PageIdHashing, PageType};
 use crate::record_id::RecordId;
 use crate::slotted::{self, SlotContent};
 use std::collections::{HashMap, VecDeque};
@@ -169,7 +169,7 @@ pub struct RecordMaps {
 #[derive(Debug, Default)]
 struct State {
     /// Page → (sequence number of the remember call, map).
-    maps: HashMap<PageId, (u64, RecordMap)>,
+    maps: HashMap<PageId, (u64, RecordMap), PageIdHashing>,
     /// Remember calls, oldest first; an entry whose sequence number no longer matches its
     /// page's map is stale and skipped.
     order: VecDeque<(PageId, u64)>,

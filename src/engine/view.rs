@@ -16,7 +16,7 @@
 
 use super::Inner;
 use crate::error::{Error, Result};
-use crate::page::{Lsn, PAGE_SIZE, Page, PageId, apply_delta};
+use crate::page::{Lsn, PAGE_SIZE, Page, PageId, PageIdHashing, apply_delta};
 use crate::pager::{AllocState, FIRST_DATA_PAGE, Meta, PAGE_FILE_NAME};
 use crate::vfs::{LockMode, OpenMode, SharedView, Vfs, VfsFile};
 use crate::wal::{
@@ -55,7 +55,7 @@ pub(crate) struct View {
     /// Current allocation state (from the last commit, or the meta page).
     pub alloc: AllocState,
     /// Pages changed since the checkpoint, with their frames (image first).
-    pub index: HashMap<PageId, Vec<FrameInfo>>,
+    pub index: HashMap<PageId, Vec<FrameInfo>, PageIdHashing>,
 }
 
 impl View {
@@ -74,7 +74,7 @@ impl View {
             wal_ready: header.is_some_and(|header| header.base_lsn == meta.checkpoint_lsn),
             meta,
             alloc: meta.alloc,
-            index: HashMap::new(),
+            index: HashMap::default(),
         }
     }
 
