@@ -220,13 +220,7 @@ impl BufferPool {
     /// Takes back an evicted page: if nobody else holds it, its buffer is kept for the
     /// next miss to read into (at most a few are kept).
     pub fn recycle(&self, page: Arc<Page>) {
-        let Ok(page) = Arc::try_unwrap(page) else {
-            return;
-        };
-        let mut state = self.lock();
-        if state.spares.len() < SPARE_PAGES_MAX {
-            state.spares.push(page);
-        }
+        self.lock().keep_spare(page);
     }
 
     /// Installs a page version written by the engine, replacing any cached copy, with its
@@ -239,11 +233,8 @@ impl BufferPool {
             Some(index) => state.frames[index] = frame,
             None => {
                 let (_, evicted) = self.insert(&mut state, frame);
-                if let Some(evicted) = evicted
-                    && state.spares.len() < SPARE_PAGES_MAX
-                    && let Ok(page) = Arc::try_unwrap(evicted.page)
-                {
-                    state.spares.push(page);
+                if let Some(evicted) = evicted {
+                    state.keep_spare(evicted.page);
                 }
             }
         }
@@ -359,6 +350,16 @@ impl BufferPool {
 }
 
 impl State {
+    /// Keeps an evicted page's buffer for the next miss if nobody else holds it and fewer
+    /// than [`SPARE_PAGES_MAX`] are kept.
+    fn keep_spare(&mut self, page: Arc<Page>) {
+        if self.spares.len() < SPARE_PAGES_MAX
+            && let Ok(page) = Arc::try_unwrap(page)
+        {
+            self.spares.push(page);
+        }
+    }
+
     /// The frame caching `id`, checked against the frame's own id.
     fn index_of(&self, id: PageId) -> Option<usize> {
         let index = *self.map.get(&id)?;

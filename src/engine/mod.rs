@@ -30,6 +30,7 @@
 //! meta pages and the whole WAL and syncs them before it trusts them.
 
 mod checkpoint;
+mod durability;
 mod group;
 mod inspect;
 mod integrity;
@@ -67,14 +68,8 @@ use view::{CacheUpdate, SharedCounter, View};
 
 /// How often a read retries after meeting another process's WAL reset.
 const READ_ATTEMPTS_MAX: u32 = 16;
-/// Longest a sync leader waits for this process's other committers to append.
-const GROUP_COMMIT_WAIT_MAX: std::time::Duration = std::time::Duration::from_micros(200);
 /// Most nodes in one batch.
 pub const BATCH_NODES_MAX: usize = 100_000;
-/// Largest commit buffer kept for the next commit; a larger one is dropped after use.
-const FRAME_BUFFER_KEPT_BYTES_MAX: usize = 4 << 20;
-/// Capacity a fresh commit buffer starts with.
-const FRAME_BUFFER_INITIAL_BYTES: usize = 16 << 10;
 
 /// State only writers touch, under the writer mutex.
 #[derive(Debug, Default)]
@@ -229,29 +224,6 @@ impl Inner {
         }
     }
 
-    /// A buffer for a commit's frames: the one the last commit used, or a new one.
-    fn take_frame_buffer(&self) -> Vec<u8> {
-        let mut kept = self
-            .frame_buffer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let buffer = std::mem::take(&mut *kept);
-        if buffer.capacity() == 0 {
-            return Vec::with_capacity(FRAME_BUFFER_INITIAL_BYTES);
-        }
-        buffer
-    }
-
-    /// Keeps a commit's buffer for the next commit, unless it grew past the limit.
-    fn return_frame_buffer(&self, buffer: Vec<u8>) {
-        if buffer.capacity() <= FRAME_BUFFER_KEPT_BYTES_MAX {
-            *self
-                .frame_buffer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = buffer;
-        }
-    }
-
     /// Caches a page read after a miss; keeps the record map of the page it evicted.
     fn fill(&self, id: PageId, page: Page, ticket: FillTicket) -> PageRef {
         let (guard, evicted) = self.pool.fill_evicting(id, page, ticket);
@@ -298,91 +270,6 @@ impl Inner {
             (value, txn.commit()?)
         };
         Ok((value, lsn))
-    }
-
-    fn make_durable(&self, lsn: Lsn) -> Result<()> {
-        let sync_now = match self.options.sync_mode {
-            SyncMode::Full => true,
-            SyncMode::Normal => {
-                let commits = self.commits_unsynced.fetch_add(1, Ordering::AcqRel) + 1;
-                commits >= self.options.normal_sync_commits
-            }
-        };
-        if sync_now {
-            self.commits_unsynced.store(0, Ordering::Release);
-            self.sync_shared(lsn)
-                .map_err(|error| self.wal_sync_failed(error))?;
-        }
-        Ok(())
-    }
-
-    /// Makes `lsn` durable, sharing syncs between threads (the WAL's leader/follower group
-    /// commit) and between processes: the leader passes a `flock` gate in `wal.shm`; if a
-    /// process that synced meanwhile recorded that it covered the target, no `fdatasync`
-    /// is needed; otherwise it syncs everything published so far and records that, so the
-    /// processes queued behind it at the gate usually find their commits covered.
-    fn sync_shared(&self, lsn: Lsn) -> Result<()> {
-        let salt = self.read_view().cursor.salt;
-        self.wal.sync_through_with(lsn, |wal, target| {
-            self.wait_for_committers();
-            let _gate = self.shm.take_sync_gate().map_err(std::io::Error::other)?;
-            let recorded = self.shm.read_durable(salt).map_err(std::io::Error::other)?;
-            if recorded >= target {
-                return Ok(recorded);
-            }
-            // Every commit published so far was appended before this sync starts, so the
-            // sync covers it (a torn or missing counter covers only the target).
-            let published = Lsn(self.shm.read().map_err(std::io::Error::other)?);
-            let covered = if published.is_valid() {
-                published.max(target)
-            } else {
-                target
-            };
-            wal.sync_file()?;
-            self.shm
-                .write_durable(salt, covered)
-                .map_err(std::io::Error::other)?;
-            Ok(covered)
-        })
-    }
-
-    /// Before a leader syncs, lets the threads of this process that are committing right
-    /// now append first (bounded by [`GROUP_COMMIT_WAIT_MAX`]), so one `fdatasync` covers
-    /// them too: without it, the first of them to append synced alone while the others were
-    /// still building their transactions. A lone writer never waits.
-    fn wait_for_committers(&self) {
-        let deadline = std::time::Instant::now() + GROUP_COMMIT_WAIT_MAX;
-        while self.committers.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
-            std::thread::yield_now();
-        }
-    }
-
-    fn maybe_checkpoint(&self) -> Result<()> {
-        let threshold = self.options.checkpoint_wal_bytes;
-        if threshold > 0 && self.read_view().wal_bytes() > threshold {
-            // Skipped while a snapshot (backup) is open; a later commit tries again.
-            self.checkpoint(false)?;
-        }
-        Ok(())
-    }
-
-    /// Notes a failed WAL sync (or reset) for the next open, and passes the error on.
-    fn wal_sync_failed(&self, error: Error) -> Error {
-        let _ = self.shm.mark_sync_failed();
-        error
-    }
-
-    /// After a failed sync anywhere, the page cache may show WAL and meta bytes that never
-    /// reached the disk, and Linux reports them clean, so later syncs would not write
-    /// them. Rewriting them before this open relies on them makes the next sync real
-    /// (DESIGN.md §7 item 5; found by the simulator's fsync-failure fault).
-    fn resync_after_failed_sync(&self) -> Result<()> {
-        if !self.shm.sync_failed()? {
-            return Ok(());
-        }
-        self.pages.rewrite_meta()?;
-        self.wal.rewrite_all()?;
-        self.shm.clear_sync_failed()
     }
 
     /// Starts a new life of the WAL if it has none usable (never initialised, or holding

@@ -222,6 +222,36 @@ impl<'a> Txn<'a> {
     }
 }
 
+/// Largest commit buffer kept for the next commit; a larger one is dropped after use.
+const FRAME_BUFFER_KEPT_BYTES_MAX: usize = 4 << 20;
+/// Capacity a fresh commit buffer starts with.
+const FRAME_BUFFER_INITIAL_BYTES: usize = 16 << 10;
+
+impl Inner {
+    /// A buffer for a commit's frames: the one the last commit used, or a new one.
+    fn take_frame_buffer(&self) -> Vec<u8> {
+        let mut kept = self
+            .frame_buffer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buffer = std::mem::take(&mut *kept);
+        if buffer.capacity() == 0 {
+            return Vec::with_capacity(FRAME_BUFFER_INITIAL_BYTES);
+        }
+        buffer
+    }
+
+    /// Keeps a commit's buffer for the next commit, unless it grew past the limit.
+    fn return_frame_buffer(&self, buffer: Vec<u8>) {
+        if buffer.capacity() <= FRAME_BUFFER_KEPT_BYTES_MAX {
+            *self
+                .frame_buffer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = buffer;
+        }
+    }
+}
+
 /// Builds the frames of one commit.
 struct FrameEncoder {
     cursor: WalCursor,
