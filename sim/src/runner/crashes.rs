@@ -1,0 +1,232 @@
+//! Crashes and the checks after them: kills and power cuts armed inside operations,
+//! recovery in every process, crash images of captured points, and the final phase
+//! (liveness after faults stop, detection of every injected damage).
+
+use super::*;
+
+impl Sim {
+    /// Sometimes arms a process kill or a power cut in the middle of the next operation.
+    pub(super) fn arm_crash(&mut self, op: &Op) {
+        let process = match op {
+            Op::Store { process, .. }
+            | Op::Batch { process, .. }
+            | Op::Update { process, .. }
+            | Op::Delete { process, .. }
+            | Op::Checkpoint { process } => *process,
+            _ => return,
+        };
+        match below(&mut *self.rng, 1000) {
+            0..=9 => {
+                let calls = 1 + below(&mut *self.rng, 24);
+                self.fs.kill_process_after(process, calls);
+            }
+            10..=17 => {
+                let calls = 1 + below(&mut *self.rng, 24);
+                self.fs.cut_power_after(calls);
+            }
+            _ => {}
+        }
+    }
+
+    /// After an operation: settles a power cut and recovers every dead process.
+    pub(super) fn recover_from_crashes(&mut self) -> Step {
+        if self.fs.power_cut_fired() {
+            self.trace.push("power cut fired".to_string());
+            return self.power_loss();
+        }
+        for pid in 0..self.engines.len() {
+            if self.fs.is_killed(pid) {
+                self.trace.push(format!("p{pid} was killed"));
+                // Killed in the middle of an operation: the disk may hold a half-done
+                // change, so the structure is checked too.
+                self.restart(pid, Depth::Full)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn power_loss(&mut self) -> Step {
+        for engine in &mut self.engines {
+            *engine = None;
+        }
+        self.fs.power_loss();
+        for pid in 0..self.engines.len() {
+            self.open(pid)?;
+        }
+        self.check(0, Depth::Full)?;
+        if chance(&mut *self.rng, 250_000) {
+            self.recover_again()?;
+        }
+        Ok(())
+    }
+
+    /// Recovery is idempotent: killing a process right after its recovery and recovering
+    /// again must give exactly the state the first recovery gave (the model adopted it, so
+    /// nothing may differ now).
+    pub(super) fn recover_again(&mut self) -> Step {
+        self.trace
+            .push("p0 killed after recovery; recovering again".to_string());
+        self.engines[0] = None;
+        self.fs.kill_process(0);
+        self.open(0)?;
+        match self.check(0, Depth::Full) {
+            Err(Stop::Broken(violation)) => Err(broken(
+                Rule::Recovery,
+                format!("a second recovery differs from the first: {violation}"),
+            )),
+            other => other,
+        }
+    }
+
+    /// Checks every crash image of the captured points against the model as it was during
+    /// the operation (the operation in flight).
+    pub(super) fn explore(&mut self, points: Vec<CrashPoint>, undo: Undo) -> Step {
+        let mut model = self.model.clone();
+        if let Some((change, before)) = undo {
+            model.reopen_change(change, &before);
+        }
+        let corruption_injected = self.fs.corruption_injected();
+        for point in points {
+            let images = point.images(EXPLORE_SUBSET_WRITES_MAX, 512, EXPLORE_IMAGES_MAX);
+            self.trace.push(format!(
+                "  exploring {} crash images of {} unsynced writes",
+                images.len(),
+                point.pending_writes()
+            ));
+            for (index, image) in images.iter().enumerate() {
+                let fs = SimFs::from_image(image, self.seed, FaultConfig::none());
+                let engine = match StorageEngine::open_with(Path::new(DIR), self.options(&fs, 0)) {
+                    Ok(engine) => engine,
+                    Err(error) if error.is_corruption() && corruption_injected => continue,
+                    Err(error) => {
+                        return Err(broken(
+                            Rule::Liveness,
+                            format!("crash image {index}: open failed: {error}"),
+                        ));
+                    }
+                };
+                let mut candidate = model.clone();
+                match oracle::check_recovered(
+                    &engine,
+                    &mut candidate,
+                    corruption_injected,
+                    Depth::Full,
+                ) {
+                    Ok(_) => self.images += 1,
+                    Err(violation) if self.fs.lost_page_write() => {
+                        return Err(Stop::LostWrite(violation.to_string()));
+                    }
+                    Err(violation) => {
+                        return Err(Stop::Broken(Violation {
+                            rule: violation.rule,
+                            detail: format!("crash image {index}: {}", violation.detail),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Faults stop; the power is cut once more; every process recovers; the engine must
+    /// accept writes; after a checkpoint and a clean reopen, every injected damage still
+    /// on disk inside the page file must be reported by the integrity check.
+    pub(super) fn final_phase(&mut self) -> Step {
+        self.trace.push("final phase: faults stop".to_string());
+        self.fs.disarm();
+        self.faults_stopped = true;
+        self.fs.set_faults_active(false);
+        self.fs.capture_at_syncs("wal.log", 0, 0);
+        self.power_loss()?;
+        for pid in 1..self.engines.len() {
+            self.check(pid, Depth::Full)?;
+        }
+        self.liveness()?;
+        self.detection()
+    }
+
+    pub(super) fn liveness(&mut self) -> Step {
+        let nodes: Vec<MemoryNode> = (0..3)
+            .map(|_| crate::workload::node(&mut *self.rng, crate::workload::NodeSize::Typical))
+            .collect();
+        let engine = self.engine(0)?;
+        let mut ids = Vec::new();
+        for node in &nodes {
+            match engine.store_memory(node) {
+                Ok(id) => ids.push(id),
+                Err(error) => {
+                    let error_text = error.to_string();
+                    self.classify_error(&error)?;
+                    return Err(broken(
+                        Rule::Liveness,
+                        format!("store after faults stopped: {error_text}"),
+                    ));
+                }
+            }
+        }
+        for (id, node) in ids.iter().zip(nodes) {
+            self.model
+                .stored(*id, node)
+                .map_err(|detail| broken(Rule::Durability, detail))?;
+        }
+        let engine = self.engine(0)?;
+        if let Err(error) = engine.checkpoint() {
+            let error_text = error.to_string();
+            self.classify_error(&error)?;
+            return Err(broken(
+                Rule::Liveness,
+                format!("checkpoint after faults stopped: {error_text}"),
+            ));
+        }
+        self.trace.push("liveness ok".to_string());
+        self.check(0, Depth::Full)
+    }
+
+    pub(super) fn detection(&mut self) -> Step {
+        for engine in &mut self.engines {
+            if let Some(engine) = engine.take() {
+                let _ = engine.close();
+            }
+        }
+        self.open(0)?;
+        let engine = self.engine(0)?;
+        let page_file_bytes = engine.page_count() * 64 * 1024;
+        let report = engine.check_integrity();
+        let due: Vec<_> = self
+            .fs
+            .damage()
+            .into_iter()
+            .filter(|damage| damage.file == "pages.db" && damage.offset < page_file_bytes)
+            .collect();
+        match report {
+            Err(error) if error.is_corruption() && !due.is_empty() => {
+                Err(Stop::Detected(error.to_string()))
+            }
+            Ok(report) if !report.is_clean() && !due.is_empty() => {
+                Err(Stop::Detected(format!("{:?}", report.problems)))
+            }
+            Ok(report) if report.is_clean() && due.is_empty() => {
+                self.trace.push("detection ok: no damage left".to_string());
+                Ok(())
+            }
+            Ok(report) if report.is_clean() => Err(broken(
+                Rule::Detection,
+                format!("injected damage not detected by the integrity check: {due:?}"),
+            )),
+            Ok(report) => Err(broken(
+                Rule::Detection,
+                format!(
+                    "integrity problems with no damage left on disk: {:?}",
+                    report.problems
+                ),
+            )),
+            Err(error) => {
+                self.classify_error(&error)?;
+                Err(broken(
+                    Rule::Liveness,
+                    format!("integrity check failed: {error}"),
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The workload's operations applied to the engines and the model: stores, batches,
+//! updates, deletes, loads and scans, and what a failed one means for the oracle.
+
+use super::*;
+
+impl Sim {
+    /// Runs one operation; returns what the model looked like before an acknowledged
+    /// change (for crash images taken during it).
+    pub(super) fn apply(&mut self, op: Op) -> Result<Undo, Stop> {
+        match op {
+            Op::Store { process, node } => {
+                let result = self.engine(process)?.store_memory(&node);
+                match result {
+                    Ok(id) => {
+                        self.trace.push(format!("  -> {id:?}"));
+                        self.model
+                            .stored(id, node.clone())
+                            .map_err(|detail| broken(Rule::Durability, detail))?;
+                        Ok(Some((Change::Store(node), vec![(id, None)])))
+                    }
+                    Err(error) => self.write_failed(process, Change::Store(node), error),
+                }
+            }
+            Op::Batch { process, nodes } => {
+                let result = self.engine(process)?.store_memory_batch(&nodes);
+                match result {
+                    Ok(ids) => {
+                        self.trace
+                            .push(format!("  -> {} handles: {ids:?}", ids.len()));
+                        if ids.len() != nodes.len() {
+                            return Err(broken(
+                                Rule::Atomicity,
+                                "batch returned a wrong number of handles",
+                            ));
+                        }
+                        let mut before = Vec::new();
+                        for (id, node) in ids.iter().zip(&nodes) {
+                            self.model
+                                .stored(*id, node.clone())
+                                .map_err(|detail| broken(Rule::Durability, detail))?;
+                            before.push((*id, None));
+                        }
+                        Ok(Some((Change::Batch(nodes), before)))
+                    }
+                    Err(error) => self.write_failed(process, Change::Batch(nodes), error),
+                }
+            }
+            Op::Update {
+                process,
+                pick,
+                node,
+            } => {
+                let Some((id, old)) = self.pick_live(pick) else {
+                    return Ok(None);
+                };
+                let result = self.engine(process)?.update_memory(id, &node);
+                match result {
+                    Ok(()) => {
+                        self.model.updated(id, node.clone());
+                        Ok(Some((Change::Update(id, node), vec![(id, Some(old))])))
+                    }
+                    Err(Error::NotFound) => Err(broken(
+                        Rule::Durability,
+                        format!("update of live {id:?}: not found"),
+                    )),
+                    Err(error) => self.write_failed(process, Change::Update(id, node), error),
+                }
+            }
+            Op::Delete { process, pick } => {
+                let Some((id, old)) = self.pick_live(pick) else {
+                    return Ok(None);
+                };
+                let result = self.engine(process)?.delete_memory(id);
+                match result {
+                    Ok(()) => {
+                        self.model.deleted_ack(id);
+                        Ok(Some((Change::Delete(id), vec![(id, Some(old))])))
+                    }
+                    Err(Error::NotFound) => Err(broken(
+                        Rule::Durability,
+                        format!("delete of live {id:?}: not found"),
+                    )),
+                    Err(error) => self.write_failed(process, Change::Delete(id), error),
+                }
+            }
+            Op::Load { process, pick } => {
+                let Some((id, expected)) = self.pick_live(pick) else {
+                    return Ok(None);
+                };
+                match self.engine(process)?.load_memory(id) {
+                    Ok(node) if node == expected => Ok(None),
+                    Ok(node) => Err(broken(
+                        Rule::Durability,
+                        format!(
+                            "p{process} load of {id:?} returned {}",
+                            oracle::short(&node)
+                        ),
+                    )),
+                    Err(Error::NotFound) => Err(broken(
+                        Rule::Durability,
+                        format!("p{process} load of live {id:?}: not found"),
+                    )),
+                    Err(error) => self.read_failed(error),
+                }
+            }
+            Op::StaleLoad { process, pick } => {
+                let Some(id) = self.pick_deleted(pick) else {
+                    return Ok(None);
+                };
+                match self.engine(process)?.load_memory(id) {
+                    Err(Error::NotFound) => Ok(None),
+                    Ok(node) => Err(broken(
+                        Rule::NoResurrection,
+                        format!(
+                            "p{process} deleted {id:?} loads as {}",
+                            oracle::short(&node)
+                        ),
+                    )),
+                    Err(error) => self.read_failed(error),
+                }
+            }
+            Op::Scan { process } => {
+                self.scan(process)?;
+                Ok(None)
+            }
+            Op::Checkpoint { process } => {
+                if let Err(error) = self.engine(process)?.checkpoint() {
+                    self.trace.push(format!("  checkpoint failed: {error}"));
+                    self.classify_error(&error)?;
+                    if !self.fs.power_cut_fired() {
+                        self.fs.disarm();
+                        self.fs.take_captured();
+                        self.restart(process, Depth::Contents)?;
+                    }
+                }
+                Ok(None)
+            }
+            Op::Reopen { process } => {
+                let engine = self.engines[process].take();
+                if let Some(engine) = engine
+                    && let Err(error) = engine.close()
+                {
+                    self.trace.push(format!("  close failed: {error}"));
+                    self.classify_error(&error)?;
+                }
+                self.restart(process, Depth::Contents)?;
+                Ok(None)
+            }
+            Op::ProcessCrash { process } => {
+                self.fs.kill_process(process);
+                self.restart(process, Depth::Contents)?;
+                Ok(None)
+            }
+            Op::PowerLoss => {
+                self.power_loss()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A write failed: it may or may not have taken effect. The process restarts (a
+    /// failed sync poisons the engine; an operator restarts it) and the oracle resolves it.
+    pub(super) fn write_failed(
+        &mut self,
+        process: Pid,
+        change: Change,
+        error: Error,
+    ) -> Result<Undo, Stop> {
+        self.trace.push(format!("  failed: {error}"));
+        self.classify_error(&error)?;
+        self.model.unacknowledged(change);
+        if self.fs.power_cut_fired() {
+            return Ok(None);
+        }
+        // The operation is over: a crash armed for it must not hit the restart. Crash
+        // images captured during it would be checked against a model the restart's check
+        // resolves (the failed change adopted or dropped), so they are dropped.
+        self.fs.disarm();
+        self.fs.take_captured();
+        self.restart(process, Depth::Contents)?;
+        Ok(None)
+    }
+
+    pub(super) fn read_failed(&mut self, error: Error) -> Result<Undo, Stop> {
+        self.trace.push(format!("  read failed: {error}"));
+        self.classify_error(&error)?;
+        Ok(None)
+    }
+
+    pub(super) fn scan(&mut self, process: Pid) -> Step {
+        let mut seen = BTreeMap::new();
+        let engine = self.engine(process)?;
+        let mut failure = None;
+        for item in engine.scan_memories() {
+            match item {
+                Ok((id, node)) => {
+                    seen.insert(id, node);
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failure {
+            self.read_failed(error)?;
+            return Ok(());
+        }
+        if &seen != self.model.live() {
+            let missing = self
+                .model
+                .live()
+                .keys()
+                .filter(|id| !seen.contains_key(id))
+                .count();
+            let extra = seen
+                .keys()
+                .filter(|id| !self.model.live().contains_key(id))
+                .count();
+            return Err(broken(
+                Rule::Agreement,
+                format!(
+                    "p{process} scan differs from the model: {missing} missing, {extra} extra, of {}",
+                    seen.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
