@@ -15,6 +15,7 @@
 
 use crate::content::Content;
 use crate::log::{Logged, Op, State, ThreadLog, ack_log_paths, parse_thread_log};
+use crate::writer::FAIL_IO;
 use mentedb_storage::{Error, MemoryNode, RecordId, StorageEngine};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -94,9 +95,11 @@ impl Expected {
     }
 }
 
-pub fn run(db: &Path, logs: &Path) -> i32 {
+/// `filesystem_died`: the power was cut by killing LazyFS under the writers, so writes that
+/// failed with I/O errors are expected (and count as in flight).
+pub fn run(db: &Path, logs: &Path, filesystem_died: bool) -> i32 {
     let mut violations = Vec::new();
-    match check(db, logs, &mut violations) {
+    match check(db, logs, filesystem_died, &mut violations) {
         Ok(summary) if violations.is_empty() => {
             println!("{summary}");
             0
@@ -122,7 +125,12 @@ pub fn run(db: &Path, logs: &Path) -> i32 {
 }
 
 /// Runs every check; violations go to `violations`, `Err` is a check that could not run.
-fn check(db: &Path, logs: &Path, violations: &mut Vec<String>) -> Result<String, String> {
+fn check(
+    db: &Path,
+    logs: &Path,
+    filesystem_died: bool,
+    violations: &mut Vec<String>,
+) -> Result<String, String> {
     let mut state = State::load(logs)?;
     let mut thread_logs = Vec::new();
     for path in ack_log_paths(logs).map_err(|error| format!("list {}: {error}", logs.display()))? {
@@ -134,7 +142,7 @@ fn check(db: &Path, logs: &Path, violations: &mut Vec<String>) -> Result<String,
         thread_logs.push(parse_thread_log(&name, &text)?);
     }
     let mut expected = Expected::from_state(&state);
-    let (counts, pending) = replay(&thread_logs, &mut expected, violations)?;
+    let (counts, pending) = replay(&thread_logs, filesystem_died, &mut expected, violations)?;
 
     let started = Instant::now();
     let engine = StorageEngine::open(db).map_err(|error| format!("reopen (recovery): {error}"))?;
@@ -209,6 +217,7 @@ fn check(db: &Path, logs: &Path, violations: &mut Vec<String>) -> Result<String,
 /// counts and the operations in flight (at most one per thread: its last).
 fn replay(
     thread_logs: &[ThreadLog],
+    filesystem_died: bool,
     expected: &mut Expected,
     violations: &mut Vec<String>,
 ) -> Result<(Counts, Vec<Pending>), String> {
@@ -216,7 +225,10 @@ fn replay(
     let mut pending = Vec::new();
     for log in thread_logs {
         for failure in &log.failures {
-            violations.push(format!("the writer reported: {failure}"));
+            let io_error = failure.split_whitespace().nth(4) == Some(FAIL_IO);
+            if !(filesystem_died && io_error) {
+                violations.push(format!("the writer reported: {failure}"));
+            }
         }
         for logged in &log.ops {
             let origin = format!("{} #{} {}", log.name, logged.seq, op_name(&logged.op));

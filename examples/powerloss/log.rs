@@ -12,8 +12,11 @@
 //! begin w1 t0 <seq> delete <handle>
 //! begin w1 t0 <seq> checkpoint
 //! ok w1 t0 <seq>
-//! fail w1 t0 <seq> <what went wrong>
+//! fail w1 t0 <seq> io:|engine:|mismatch: <what went wrong>
 //! ```
+//! A `fail` line starts with its kind: `io:` an I/O error or a poisoned engine (expected
+//! only when the filesystem died under the writer), `engine:` any other error, `mismatch:`
+//! a load or a result that disagrees with the log. The writer exits after it.
 //! `<content>` is `seed:size` ([`Content`]), `<handle>` a `RecordId::to_u64` in decimal.
 //! Each line is one `write` to a file opened for appending: a killed process leaves whole
 //! lines (a last line without its newline is ignored: its operation had not started).

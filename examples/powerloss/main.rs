@@ -3,14 +3,16 @@
 //!
 //! ```text
 //! powerloss writer <db-dir> <ack-log-dir> <writer-id 0..3> <threads 1..=2> <seed>
-//! powerloss check  <db-dir> <ack-log-dir>
+//! powerloss check  <db-dir> <ack-log-dir> [--filesystem-died]
 //! ```
 //!
 //! `writer` opens the database and runs its threads until it is killed; each thread logs
 //! every write before it starts and after it is acknowledged (module `log`). `check`, run
 //! after the kill and the power cut, reopens the database and holds it against the logs
 //! (module `check`); it prints one summary line and exits 0, or prints the violations and
-//! exits 1 (2: the check itself could not run).
+//! exits 1 (2: the check itself could not run). `--filesystem-died`: the cut killed the
+//! filesystem under the writers, so writes that failed with I/O errors are expected; they
+//! count as in flight.
 
 mod check;
 mod content;
@@ -19,7 +21,7 @@ mod writer;
 
 use std::path::PathBuf;
 
-const USAGE: &str = "usage: powerloss writer <db-dir> <ack-log-dir> <writer-id> <threads> <seed>\n       powerloss check <db-dir> <ack-log-dir>";
+const USAGE: &str = "usage: powerloss writer <db-dir> <ack-log-dir> <writer-id> <threads> <seed>\n       powerloss check <db-dir> <ack-log-dir> [--filesystem-died]";
 
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -49,7 +51,10 @@ fn main() {
                 }
             }
         }
-        ["check", db, logs] => check::run(&PathBuf::from(db), &PathBuf::from(logs)),
+        ["check", db, logs] => check::run(&PathBuf::from(db), &PathBuf::from(logs), false),
+        ["check", db, logs, "--filesystem-died"] => {
+            check::run(&PathBuf::from(db), &PathBuf::from(logs), true)
+        }
         _ => {
             eprintln!("{USAGE}");
             2

@@ -21,6 +21,20 @@ const BATCH_NODES_MAX: u64 = 20;
 /// Automatic-checkpoint thresholds a writer picks from: small, so they run often.
 const CHECKPOINT_WAL_BYTES_CHOICES: [u64; 3] = [256 << 10, 512 << 10, 1 << 20];
 
+/// How a `fail` line starts: an I/O error or a poisoned engine (expected once the filesystem
+/// died under the writer), any other engine error, or a result that differs from the log.
+pub const FAIL_IO: &str = "io:";
+const FAIL_ENGINE: &str = "engine:";
+const MISMATCH: &str = "mismatch:";
+
+fn failure(what: &str, error: &Error) -> String {
+    let kind = match error {
+        Error::Io { .. } | Error::Poisoned(..) => FAIL_IO,
+        _ => FAIL_ENGINE,
+    };
+    format!("{kind} {what}: {error}")
+}
+
 /// The owner slot of a record that came from an earlier iteration.
 pub fn owner_slot(handle: u64) -> u64 {
     mix(handle) % OWNER_SLOTS
@@ -151,7 +165,7 @@ impl Worker<'_> {
                 self.begin(&Op::Checkpoint)?;
                 self.engine
                     .checkpoint()
-                    .map_err(|error| format!("checkpoint: {error}"))?;
+                    .map_err(|error| failure("checkpoint", &error))?;
                 self.ok(&[])
             }
         }
@@ -176,7 +190,7 @@ impl Worker<'_> {
         let id = self
             .engine
             .store_memory(&node)
-            .map_err(|error| format!("store {content}: {error}"))?;
+            .map_err(|error| failure(&format!("store {content}"), &error))?;
         self.ok(&[id.to_u64()])?;
         self.owned.push((id.to_u64(), content));
         Ok(())
@@ -190,9 +204,12 @@ impl Worker<'_> {
         let ids = self
             .engine
             .store_memory_batch(&nodes)
-            .map_err(|error| format!("batch of {count}: {error}"))?;
+            .map_err(|error| failure(&format!("batch of {count}"), &error))?;
         if ids.len() != contents.len() {
-            return Err(format!("a batch of {count} returned {} handles", ids.len()));
+            return Err(format!(
+                "{MISMATCH} a batch of {count} returned {} handles",
+                ids.len()
+            ));
         }
         let handles: Vec<u64> = ids.iter().map(|id| id.to_u64()).collect();
         self.ok(&handles)?;
@@ -208,7 +225,7 @@ impl Worker<'_> {
         self.begin(&Op::Update(handle, new))?;
         self.engine
             .update_memory(RecordId::from_u64(handle), &node)
-            .map_err(|error| format!("update {handle} {old} -> {new}: {error}"))?;
+            .map_err(|error| failure(&format!("update {handle} {old} -> {new}"), &error))?;
         self.ok(&[])?;
         self.owned[index].1 = new;
         Ok(())
@@ -220,7 +237,7 @@ impl Worker<'_> {
         self.begin(&Op::Delete(handle))?;
         self.engine
             .delete_memory(RecordId::from_u64(handle))
-            .map_err(|error| format!("delete {handle} ({content}): {error}"))?;
+            .map_err(|error| failure(&format!("delete {handle} ({content})"), &error))?;
         self.ok(&[])?;
         self.deleted.push(handle);
         Ok(())
@@ -233,20 +250,20 @@ impl Worker<'_> {
             return match self.engine.load_memory(RecordId::from_u64(handle)) {
                 Err(Error::NotFound) => Ok(()),
                 Ok(node) => Err(format!(
-                    "deleted record {handle} loads as {:?}",
+                    "{MISMATCH} deleted record {handle} loads as {:?}",
                     Content::of_node(&node)
                 )),
-                Err(error) => Err(format!("load of deleted record {handle}: {error}")),
+                Err(error) => Err(failure(&format!("load of deleted record {handle}"), &error)),
             };
         }
         let (handle, content) = self.owned[self.rng.below(self.owned.len() as u64) as usize];
         match self.engine.load_memory(RecordId::from_u64(handle)) {
             Ok(node) if node == content.node() => Ok(()),
             Ok(node) => Err(format!(
-                "record {handle} should be {content}, loads as {:?}",
+                "{MISMATCH} record {handle} should be {content}, loads as {:?}",
                 Content::of_node(&node)
             )),
-            Err(error) => Err(format!("load {handle} ({content}): {error}")),
+            Err(error) => Err(failure(&format!("load {handle} ({content})"), &error)),
         }
     }
 }
