@@ -3,7 +3,9 @@
 # file is fsynced and drops everything unsynced on `lazyfs::clear-cache`. Each iteration
 # starts 1-3 writer processes (1-2 threads each) of examples/powerloss on a database in the
 # LazyFS mount, SIGKILLs them after 0.2-3 s, cuts power (clear-cache), and runs the checker.
-# See tests/lazyfs/README.md.
+# With CUT=crash (or mixed: either, at random) the power is cut instead by LazyFS killing
+# itself at the next fsync of pages.db or wal.log while the writers run (the writers see
+# I/O errors), and LazyFS is mounted again for the check. See tests/lazyfs/README.md.
 #
 #   tests/lazyfs/powerloss.sh [ITERATIONS]          (default 500)
 #
@@ -12,7 +14,8 @@
 #   FRESH_EVERY    start a fresh database every this many iterations (50)
 #   SEED           seed of the per-iteration choices and of the writers (the time)
 #   RUN_MS_MIN/MAX how long writers run before the kill, in ms (200 / 3000)
-#   LAZYFS_CACHE   LazyFS cache size, preallocated at mount ("1gb")
+#   CUT            clear (default), crash or mixed: how the power is cut
+#   LAZYFS_CACHE   LazyFS cache size, preallocated at each mount ("256mb")
 #   WORK_DIR       scratch directory (a fresh one under /tmp)
 #   FAIL_DIR       where a failing iteration's image and logs are kept (/tmp/powerloss-failure-<seed>)
 #   POWERLOSS_BIN  a prebuilt driver (else: cargo build --release --example powerloss)
@@ -23,11 +26,14 @@ FRESH_EVERY=${FRESH_EVERY:-50}
 SEED=${SEED:-$(date +%s)}
 RUN_MS_MIN=${RUN_MS_MIN:-200}
 RUN_MS_MAX=${RUN_MS_MAX:-3000}
-LAZYFS_CACHE=${LAZYFS_CACHE:-1gb}
+LAZYFS_CACHE=${LAZYFS_CACHE:-256mb}
+CUT=${CUT:-clear}
 FAIL_DIR=${FAIL_DIR:-/tmp/powerloss-failure-$SEED}
 WRITERS_MAX=3
 THREADS_MAX=2
 CLEAR_TIMEOUT_S=60
+# How long an armed crash fault may wait for its fsync before the cut is made by hand.
+CRASH_WAIT_MS=3000
 CHECK_TIMEOUT_S=600
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -37,6 +43,7 @@ die() { echo "powerloss: $*" >&2; exit 2; }
 [[ $ITERATIONS =~ ^[0-9]+$ && $ITERATIONS -gt 0 ]] || die "ITERATIONS must be a positive number"
 [[ $FRESH_EVERY =~ ^[0-9]+$ && $FRESH_EVERY -gt 0 ]] || die "FRESH_EVERY must be a positive number"
 (( RUN_MS_MIN > 0 && RUN_MS_MIN <= RUN_MS_MAX )) || die "need 0 < RUN_MS_MIN <= RUN_MS_MAX"
+[[ $CUT == clear || $CUT == crash || $CUT == mixed ]] || die "CUT must be clear, crash or mixed"
 [[ -n ${LAZYFS_BIN:-} && -x $LAZYFS_BIN ]] ||
     die "set LAZYFS_BIN to a built lazyfs binary (see tests/lazyfs/README.md)"
 [[ -c /dev/fuse ]] || die "/dev/fuse is missing"
@@ -66,14 +73,13 @@ cleanup() {
     local pid
     for pid in "${WRITER_PIDS[@]}"; do
         kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+        { wait "$pid"; } 2>/dev/null || true
     done
-    if mountpoint -q "$MNT"; then
-        fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
-    fi
+    # (also a dead mount, which mountpoint(1) cannot tell)
+    fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
     if [[ -n $LAZYFS_PID ]]; then
         kill "$LAZYFS_PID" 2>/dev/null || true
-        wait "$LAZYFS_PID" 2>/dev/null || true
+        { wait "$LAZYFS_PID"; } 2>/dev/null || true
     fi
 }
 trap cleanup EXIT
@@ -95,6 +101,7 @@ blocks_per_page=1
 log_all_operations=false
 logfile="$LAZYFS_LOG"
 EOF
+    [[ -f $WORK/lazyfs.out ]] && mv -f "$WORK/lazyfs.out" "$WORK/lazyfs.out.previous"
     "$LAZYFS_BIN" "$MNT" --config-path "$WORK/lazyfs.toml" \
         -o modules=subdir -o subdir="$ROOT" -f >"$WORK/lazyfs.out" 2>&1 &
     LAZYFS_PID=$!
@@ -127,18 +134,46 @@ cut_power() {
     done
 }
 
+# Cuts power by having LazyFS kill itself (losing its cache) right before or after the next
+# fsync of pages.db or wal.log by any writer; if none comes in time, clears the cache and
+# kills it by hand. Sets CUT_KIND. The mount is dead afterwards: see remount_lazyfs.
+crash_lazyfs() {
+    local targets=("after pages.db" "before pages.db" "after wal.log" "before wal.log")
+    local timing file waited=0
+    read -r timing file <<<"${targets[RANDOM % ${#targets[@]}]}"
+    echo "lazyfs::crash::timing=$timing::op=fsync::from_rgx=.*$file" >"$FIFO"
+    CUT_KIND="crash-$timing-fsync-$file"
+    while kill -0 "$LAZYFS_PID" 2>/dev/null; do
+        if (( waited++ >= CRASH_WAIT_MS / 10 )); then
+            CUT_KIND="crash-by-hand"
+            cut_power
+            kill -KILL "$LAZYFS_PID" 2>/dev/null || true
+            break
+        fi
+        sleep 0.01
+    done
+    { wait "$LAZYFS_PID"; } 2>/dev/null || true
+    LAZYFS_PID=
+}
+
+remount_lazyfs() {
+    fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
+    mount_lazyfs
+}
+
 keep_failure() {
     local iteration=$1 why=$2
     mkdir -p "$FAIL_DIR"
     [[ -d $WORK/image ]] && cp -a "$WORK/image" "$FAIL_DIR/db-at-power-cut"
     cp -a "$LOGS" "$FAIL_DIR/logs"
-    cp "$WORK"/check.out "$WORK"/lazyfs.out "$FAIL_DIR/" 2>/dev/null || true
+    cp "$WORK"/check.out "$WORK"/lazyfs.out* "$FAIL_DIR/" 2>/dev/null || true
     echo "iteration $iteration (database $DATABASES, seed $SEED): $why" >"$FAIL_DIR/what.txt"
     echo "powerloss: FAILED at iteration $iteration: $why"
     echo "powerloss: the durable image at the power cut, the ack logs and the output are in $FAIL_DIR"
 }
 
-declare -A HISTOGRAM=()
+declare -A HISTOGRAM=() CUTS=()
+CUT_KIND=
 ACKED_TOTAL=0
 IN_FLIGHT_TOTAL=0
 DATABASES=0
@@ -147,7 +182,7 @@ STARTED=$SECONDS
 RANDOM=$SEED
 
 mount_lazyfs
-echo "powerloss: $ITERATIONS iterations, seed $SEED, fresh database every $FRESH_EVERY, work dir $WORK"
+echo "powerloss: $ITERATIONS iterations, seed $SEED, cut $CUT, fresh database every $FRESH_EVERY, work dir $WORK"
 
 for (( iteration = 1; iteration <= ITERATIONS; iteration++ )); do
     kill -0 "$LAZYFS_PID" 2>/dev/null || die "lazyfs died before iteration $iteration"
@@ -171,24 +206,45 @@ for (( iteration = 1; iteration <= ITERATIONS; iteration++ )); do
     run_ms=$(( RUN_MS_MIN + (RANDOM * 32768 + RANDOM) % (RUN_MS_MAX - RUN_MS_MIN + 1) ))
     sleep "$(printf '%d.%03d' $(( run_ms / 1000 )) $(( run_ms % 1000 )))"
 
+    cut=$CUT
+    if [[ $cut == mixed ]]; then
+        if (( RANDOM % 2 )); then cut=crash; else cut=clear; fi
+    fi
+    check_flags=()
+    # A writer may exit by itself only when the filesystem died under it (status 3, after
+    # logging the failed operation; the checker tells I/O errors from wrong results).
+    allowed_status=137
+    if [[ $cut == crash ]]; then
+        crash_lazyfs
+        check_flags=(--filesystem-died)
+        allowed_status=3
+    fi
     early=
     for pid in "${WRITER_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
     for index in "${!WRITER_PIDS[@]}"; do
         status=0
         # (braces: bash's "Killed" notice goes to wait's stderr)
         { wait "${WRITER_PIDS[$index]}"; } 2>/dev/null || status=$?
-        (( status == 137 )) || early+=" writer $index exited with $status: $(tail -c 400 "$LOGS/writer-$index.out");"
+        (( status == 137 || status == allowed_status )) ||
+            early+=" writer $index exited with $status: $(tail -c 400 "$LOGS/writer-$index.out");"
     done
     WRITER_PIDS=()
-
-    cut_power
+    if [[ $cut == crash ]]; then
+        remount_lazyfs
+    else
+        cut_power
+        CUT_KIND=clear-cache
+    fi
+    CUTS[$CUT_KIND]=$(( ${CUTS[$CUT_KIND]:-0} + 1 ))
     rm -rf "$WORK/image"
     [[ -d $ROOT/db ]] && cp -a "$ROOT/db" "$WORK/image"
 
     status=0
-    timeout "$CHECK_TIMEOUT_S" "$BIN" check "$DB" "$LOGS" >"$WORK/check.out" 2>&1 || status=$?
+    timeout "$CHECK_TIMEOUT_S" "$BIN" check "$DB" "$LOGS" "${check_flags[@]}" >"$WORK/check.out" 2>&1 ||
+        status=$?
     summary=$(head -n 1 "$WORK/check.out")
-    printf 'iteration %d: %s, %d ms: %s\n' "$iteration" "$key" "$run_ms" "$summary" >>"$WORK/checks.log"
+    printf 'iteration %d: %s, %d ms, %s: %s\n' "$iteration" "$key" "$run_ms" "$CUT_KIND" "$summary" \
+        >>"$WORK/checks.log"
     if [[ -n $early ]]; then
         FAILURES=1
         keep_failure "$iteration" "a writer did not run until the kill:$early"
@@ -213,6 +269,7 @@ done_iterations=$(( iteration > ITERATIONS ? ITERATIONS : iteration ))
 histogram=$(for key in "${!HISTOGRAM[@]}"; do echo "$key=${HISTOGRAM[$key]}"; done | sort | tr '\n' ' ')
 echo "powerloss: iterations $done_iterations of $ITERATIONS (databases $DATABASES, seed $SEED, $(( SECONDS - STARTED )) s)"
 echo "powerloss: processes/threads per iteration: $histogram"
+echo "powerloss: power cuts: $(for kind in "${!CUTS[@]}"; do echo "$kind=${CUTS[$kind]}"; done | sort | tr '\n' ' ')"
 echo "powerloss: acknowledged operations checked $ACKED_TOTAL, in flight at the cut $IN_FLIGHT_TOTAL"
 echo "powerloss: failures $FAILURES"
 (( FAILURES == 0 ))
