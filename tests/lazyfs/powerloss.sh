@@ -15,6 +15,10 @@
 #   SEED           seed of the per-iteration choices and of the writers (the time)
 #   RUN_MS_MIN/MAX how long writers run before the kill, in ms (200 / 3000)
 #   CUT            clear (default), crash or mixed: how the power is cut
+#   CRASH_TARGETS  the crash points to pick from, comma-separated TIMING:FILE
+#                  (after:pages.db,before:pages.db,after:wal.log,before:wal.log)
+#   WRITER_CPUS    pin the writers to these CPUs (taskset list, e.g. 0): more preemption
+#                  inside commits and checkpoints
 #   LAZYFS_CACHE   LazyFS cache size, preallocated at each mount ("256mb")
 #   WORK_DIR       scratch directory (a fresh one under /tmp)
 #   FAIL_DIR       where a failing iteration's image and logs are kept (/tmp/powerloss-failure-<seed>)
@@ -28,6 +32,8 @@ RUN_MS_MIN=${RUN_MS_MIN:-200}
 RUN_MS_MAX=${RUN_MS_MAX:-3000}
 LAZYFS_CACHE=${LAZYFS_CACHE:-256mb}
 CUT=${CUT:-clear}
+CRASH_TARGETS=${CRASH_TARGETS:-after:pages.db,before:pages.db,after:wal.log,before:wal.log}
+WRITER_CPUS=${WRITER_CPUS:-}
 FAIL_DIR=${FAIL_DIR:-/tmp/powerloss-failure-$SEED}
 WRITERS_MAX=3
 THREADS_MAX=2
@@ -44,6 +50,15 @@ die() { echo "powerloss: $*" >&2; exit 2; }
 [[ $FRESH_EVERY =~ ^[0-9]+$ && $FRESH_EVERY -gt 0 ]] || die "FRESH_EVERY must be a positive number"
 (( RUN_MS_MIN > 0 && RUN_MS_MIN <= RUN_MS_MAX )) || die "need 0 < RUN_MS_MIN <= RUN_MS_MAX"
 [[ $CUT == clear || $CUT == crash || $CUT == mixed ]] || die "CUT must be clear, crash or mixed"
+IFS=, read -r -a CRASH_POINTS <<<"$CRASH_TARGETS"
+for point in "${CRASH_POINTS[@]}"; do
+    [[ $point =~ ^(before|after):(pages\.db|wal\.log)$ ]] || die "bad crash target $point"
+done
+PIN=()
+if [[ -n $WRITER_CPUS ]]; then
+    command -v taskset >/dev/null || die "taskset is missing (Debian package util-linux)"
+    PIN=(taskset -c "$WRITER_CPUS")
+fi
 [[ -n ${LAZYFS_BIN:-} && -x $LAZYFS_BIN ]] ||
     die "set LAZYFS_BIN to a built lazyfs binary (see tests/lazyfs/README.md)"
 [[ -c /dev/fuse ]] || die "/dev/fuse is missing"
@@ -69,6 +84,12 @@ mkdir -p "$ROOT" "$MNT" "$LOGS"
 LAZYFS_PID=
 WRITER_PIDS=()
 
+# Waits (up to 10 s) until a process that is not a job of this shell is gone.
+wait_gone() {
+    local waited=0
+    while kill -0 "$1" 2>/dev/null && (( waited++ < 1000 )); do sleep 0.01; done
+}
+
 cleanup() {
     local pid
     for pid in "${WRITER_PIDS[@]}"; do
@@ -79,7 +100,7 @@ cleanup() {
     fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
     if [[ -n $LAZYFS_PID ]]; then
         kill "$LAZYFS_PID" 2>/dev/null || true
-        { wait "$LAZYFS_PID"; } 2>/dev/null || true
+        wait_gone "$LAZYFS_PID"
     fi
 }
 trap cleanup EXIT
@@ -105,6 +126,8 @@ EOF
     "$LAZYFS_BIN" "$MNT" --config-path "$WORK/lazyfs.toml" \
         -o modules=subdir -o subdir="$ROOT" -f >"$WORK/lazyfs.out" 2>&1 &
     LAZYFS_PID=$!
+    # Not a job of this shell: no "Killed" notice when it crashes itself (wait_gone polls).
+    disown "$LAZYFS_PID"
     local waited=0
     until mountpoint -q "$MNT"; do
         kill -0 "$LAZYFS_PID" 2>/dev/null || { cat "$WORK/lazyfs.out" >&2; die "lazyfs exited"; }
@@ -138,9 +161,8 @@ cut_power() {
 # fsync of pages.db or wal.log by any writer; if none comes in time, clears the cache and
 # kills it by hand. Sets CUT_KIND. The mount is dead afterwards: see remount_lazyfs.
 crash_lazyfs() {
-    local targets=("after pages.db" "before pages.db" "after wal.log" "before wal.log")
     local timing file waited=0
-    read -r timing file <<<"${targets[RANDOM % ${#targets[@]}]}"
+    IFS=: read -r timing file <<<"${CRASH_POINTS[RANDOM % ${#CRASH_POINTS[@]}]}"
     echo "lazyfs::crash::timing=$timing::op=fsync::from_rgx=.*$file" >"$FIFO"
     CUT_KIND="crash-$timing-fsync-$file"
     while kill -0 "$LAZYFS_PID" 2>/dev/null; do
@@ -152,7 +174,7 @@ crash_lazyfs() {
         fi
         sleep 0.01
     done
-    { wait "$LAZYFS_PID"; } 2>/dev/null || true
+    wait_gone "$LAZYFS_PID"
     LAZYFS_PID=
 }
 
@@ -183,6 +205,8 @@ RANDOM=$SEED
 
 mount_lazyfs
 echo "powerloss: $ITERATIONS iterations, seed $SEED, cut $CUT, fresh database every $FRESH_EVERY, work dir $WORK"
+[[ $CUT == clear ]] || echo "powerloss: crash targets $CRASH_TARGETS"
+[[ -z $WRITER_CPUS ]] || echo "powerloss: writers pinned to CPUs $WRITER_CPUS"
 
 for (( iteration = 1; iteration <= ITERATIONS; iteration++ )); do
     kill -0 "$LAZYFS_PID" 2>/dev/null || die "lazyfs died before iteration $iteration"
@@ -197,7 +221,7 @@ for (( iteration = 1; iteration <= ITERATIONS; iteration++ )); do
     for (( writer = 0; writer < processes; writer++ )); do
         threads=$(( 1 + RANDOM % THREADS_MAX ))
         threads_total=$(( threads_total + threads ))
-        "$BIN" writer "$DB" "$LOGS" "$writer" "$threads" $(( SEED * 100000 + iteration * 10 + writer )) \
+        "${PIN[@]}" "$BIN" writer "$DB" "$LOGS" "$writer" "$threads" $(( SEED * 100000 + iteration * 10 + writer )) \
             >"$LOGS/writer-$writer.out" 2>&1 &
         WRITER_PIDS+=($!)
     done
