@@ -3,9 +3,10 @@
 # file is fsynced and drops everything unsynced on `lazyfs::clear-cache`. Each iteration
 # starts 1-3 writer processes (1-2 threads each) of examples/powerloss on a database in the
 # LazyFS mount, SIGKILLs them after 0.2-3 s, cuts power (clear-cache), and runs the checker.
-# With CUT=crash (or mixed: either, at random) the power is cut instead by LazyFS killing
-# itself at the next fsync of pages.db or wal.log while the writers run (the writers see
-# I/O errors), and LazyFS is mounted again for the check. See tests/lazyfs/README.md.
+# With CUT=crash the power is cut instead by LazyFS killing itself at the next fsync of
+# pages.db or wal.log while the writers run (the writers see I/O errors), and LazyFS is
+# mounted again for the check; CUT=mixed (the default) draws one of the two per iteration.
+# See tests/lazyfs/README.md.
 #
 #   tests/lazyfs/powerloss.sh [ITERATIONS]          (default 500)
 #
@@ -14,7 +15,7 @@
 #   FRESH_EVERY    start a fresh database every this many iterations (50)
 #   SEED           seed of the per-iteration choices and of the writers (the time)
 #   RUN_MS_MIN/MAX how long writers run before the kill, in ms (200 / 3000)
-#   CUT            clear (default), crash or mixed: how the power is cut
+#   CUT            clear, crash or mixed (the default): how the power is cut
 #   CRASH_TARGETS  the crash points to pick from, comma-separated TIMING:FILE
 #                  (after:pages.db,before:pages.db,after:wal.log,before:wal.log)
 #   WRITER_CPUS    pin the writers to these CPUs (taskset list, e.g. 0): more preemption
@@ -31,7 +32,7 @@ SEED=${SEED:-$(date +%s)}
 RUN_MS_MIN=${RUN_MS_MIN:-200}
 RUN_MS_MAX=${RUN_MS_MAX:-3000}
 LAZYFS_CACHE=${LAZYFS_CACHE:-256mb}
-CUT=${CUT:-clear}
+CUT=${CUT:-mixed}
 CRASH_TARGETS=${CRASH_TARGETS:-after:pages.db,before:pages.db,after:wal.log,before:wal.log}
 WRITER_CPUS=${WRITER_CPUS:-}
 FAIL_DIR=${FAIL_DIR:-/tmp/powerloss-failure-$SEED}
