@@ -315,9 +315,7 @@ impl BufferPool {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every mutation leaves `State` consistent before anything that can panic, so the
         // state behind a poisoned lock is still sound.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sched::lock(&self.state)
     }
 
     /// Puts an uncached page into a free frame, or into the CLOCK victim's frame when full;

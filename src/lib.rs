@@ -53,6 +53,7 @@ pub mod page;
 pub mod pager;
 pub mod record_id;
 pub mod record_map;
+pub mod sched;
 pub mod slotted;
 pub mod types;
 pub mod vfs;

@@ -264,14 +264,37 @@ impl PageFile {
                 Err(_) => {
                     attempt += 1;
                     buffer = page;
-                    std::thread::yield_now();
+                    crate::sched::pause();
                 }
             }
         }
     }
 
-    /// Seals and writes a page at its place.
-    pub fn write_page(&self, page: &mut Page) -> Result<()> {
+    /// Seals and writes a data, overflow or free page at its place. `wal_durable` is the
+    /// LSN up to which the WAL is known durable: the write-ahead rule says no page reaches
+    /// `pages.db` before the WAL is durable up to that page's LSN, and this is where it is
+    /// checked (a checkpoint that broke it once lost acknowledged records after a power
+    /// loss: it wrote pages of a commit whose `fdatasync` had not completed).
+    ///
+    /// # Panics
+    /// If the page is newer than `wal_durable` (a bug in the caller, never an I/O outcome).
+    pub fn write_page(&self, page: &mut Page, wal_durable: Lsn) -> Result<()> {
+        assert!(
+            page.lsn() <= wal_durable,
+            "write-ahead rule broken: {} at LSN {} would reach {PAGE_FILE_NAME} with the WAL \
+             durable only up to LSN {}",
+            page.id(),
+            page.lsn().0,
+            wal_durable.0
+        );
+        assert!(
+            page.id() >= FIRST_DATA_PAGE,
+            "meta pages go through write_meta"
+        );
+        self.write_sealed(page)
+    }
+
+    fn write_sealed(&self, page: &mut Page) -> Result<()> {
         page.seal();
         self.file
             .write_all_at(page.bytes(), page.id().offset())
@@ -318,7 +341,7 @@ impl PageFile {
     /// Writes the meta page for `meta` and syncs it.
     pub fn write_meta(&self, meta: &Meta) -> Result<()> {
         let mut page = encode_meta_page(meta);
-        self.write_page(&mut page)?;
+        self.write_sealed(&mut page)?;
         self.sync()
     }
 

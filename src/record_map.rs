@@ -267,9 +267,7 @@ impl RecordMaps {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every change leaves `State` consistent before anything that can panic.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sched::lock(&self.state)
     }
 }
 

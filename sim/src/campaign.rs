@@ -92,6 +92,9 @@ impl Campaign {
         if self.config.check_every_step {
             command.push_str(" --check-every-step");
         }
+        if let Some(ppm) = self.config.concurrency_ppm {
+            let _ = write!(command, " --concurrency {ppm}");
+        }
         command
     }
 
@@ -124,6 +127,9 @@ impl Campaign {
                     io_calls: 0,
                     trace: Vec::new(),
                     notable_faults: Vec::new(),
+                    groups: 0,
+                    recoveries_together: 0,
+                    switches: 0,
                 }
             }
         }

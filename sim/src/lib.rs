@@ -5,6 +5,8 @@
 //!   the engine (or your code on top of it) runs on it unchanged.
 //! - [`workload`]: the seeded operations of a run; [`model`]: what the database must hold;
 //!   [`oracle`]: the rules a recovered engine is checked against (DESIGN.md §8).
+//! - [`sched`]: the deterministic scheduler that interleaves simulated threads and
+//!   processes at every filesystem call and lock;
 //! - [`runner`]: one run of one seed; [`campaign`]: many seeds and the summary table;
 //!   [`trace`]: the trace hash that shows a replay is exact.
 //!
@@ -15,6 +17,7 @@ pub mod campaign;
 pub mod model;
 pub mod oracle;
 pub mod runner;
+pub mod sched;
 pub mod simfs;
 pub mod targets;
 pub mod trace;

@@ -39,6 +39,11 @@ struct Args {
     /// Check every process after every operation (slow; finds the first bad step).
     #[arg(long)]
     check_every_step: bool,
+    /// Share of steps, in parts per million, that run 2-4 operations at once (threads of one
+    /// or several processes, interleaved at every I/O call and lock); default: drawn per
+    /// seed (0, 100000, 300000 or 600000).
+    #[arg(long)]
+    concurrency: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         explore: !args.no_explore,
         tail: if args.trace { usize::MAX } else { 24 },
         check_every_step: args.check_every_step,
+        concurrency_ppm: args.concurrency.map(|ppm| ppm.min(1_000_000)),
     };
     let campaign = Campaign::new(config);
     match args.seed {

@@ -15,8 +15,11 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+mod concurrent;
 mod crashes;
 mod ops;
+
+pub use concurrent::{GROUP_OPS_MAX, RECOVERY_CRASHES_MAX};
 
 /// The database directory inside the simulated disk.
 const DIR: &str = "/db";
@@ -43,6 +46,9 @@ pub struct RunConfig {
     /// Check every process after every operation: slow, but a failure shows at the first
     /// step that breaks a rule (checks do not change what the run does).
     pub check_every_step: bool,
+    /// Share of steps (parts per million) that run a group of operations at once;
+    /// `None` draws it per seed (0 %, 10 %, 30 % or 60 %).
+    pub concurrency_ppm: Option<u32>,
 }
 
 impl Default for RunConfig {
@@ -54,6 +60,7 @@ impl Default for RunConfig {
             explore: true,
             tail: 24,
             check_every_step: false,
+            concurrency_ppm: None,
         }
     }
 }
@@ -109,6 +116,12 @@ pub struct RunReport {
     pub trace: Vec<String>,
     /// Injected faults other than the frequent lost writes and short I/O, in order.
     pub notable_faults: Vec<crate::simfs::FaultRecord>,
+    /// Concurrent groups of operations run.
+    pub groups: u64,
+    /// Recoveries by every process at once.
+    pub recoveries_together: u64,
+    /// Times the schedule moved the turn to another simulated thread.
+    pub switches: u64,
 }
 
 /// Why a run stopped early.
@@ -120,9 +133,9 @@ enum Stop {
 
 type Step = Result<(), Stop>;
 
-/// An acknowledged change and the model entries it replaced (`None`: the handle was new),
-/// so crash images taken during it can be checked with the change back in flight.
-type Undo = Option<(Change, Vec<(RecordId, Option<MemoryNode>)>)>;
+/// Acknowledged changes and the model entries each replaced (`None`: the handle was new),
+/// so crash images taken during them can be checked with the changes back in flight.
+type Undo = Vec<(Change, Vec<(RecordId, Option<MemoryNode>)>)>;
 
 fn broken(rule: Rule, detail: impl Into<String>) -> Stop {
     Stop::Broken(Violation {
@@ -146,6 +159,11 @@ struct Sim {
     faults_stopped: bool,
     /// Check every process after every operation (slow; for narrowing down a failure).
     check_every_step: bool,
+    /// Interleaves the threads of concurrent groups and recoveries.
+    schedule: crate::sched::Schedule,
+    /// Concurrent groups run, and recoveries by every process at once.
+    groups: u64,
+    recoveries_together: u64,
 }
 
 /// Runs one seed.
@@ -166,9 +184,18 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
     let fs = SimFs::new(seed, faults.clone());
     if config.explore {
         fs.capture_at_syncs("wal.log", 3_000, 2);
+        // Checkpoints crashed with any subset of their page writes on disk.
+        fs.capture_at_syncs("pages.db", 20_000, 2);
     }
+    let concurrency_ppm = config
+        .concurrency_ppm
+        .unwrap_or_else(|| [0, 100_000, 300_000, 600_000][below(&mut *rng, 4) as usize]);
+    let switch_ppm = [500_000, 125_000, 15_000, 2_000][below(&mut *rng, 4) as usize];
     let mut sim = Sim {
         seed,
+        schedule: crate::sched::Schedule::new(seed, switch_ppm),
+        groups: 0,
+        recoveries_together: 0,
         pool_pages: 4 + below(&mut *rng, 60) as usize,
         checkpoint_bytes: (64 * 1024) << below(&mut *rng, 6),
         rng,
@@ -182,16 +209,26 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         check_every_step: config.check_every_step,
     };
     sim.trace.push(format!(
-        "seed {seed}: {processes} processes, pool {} pages, checkpoint at {} KiB, faults {faults:?}",
+        "seed {seed}: {processes} processes, pool {} pages, checkpoint at {} KiB, \
+         concurrent steps {concurrency_ppm} ppm, switches {switch_ppm} ppm, faults {faults:?}",
         sim.pool_pages,
         sim.checkpoint_bytes / 1024
     ));
     let mut step = 0;
     let result = sim.start().and_then(|()| {
         while step < config.ops {
-            let op = next_op(&mut *sim.rng, processes);
-            sim.execute(step, op)?;
-            step += 1;
+            if chance(&mut *sim.rng, concurrency_ppm) {
+                let count = 2 + below(&mut *sim.rng, GROUP_OPS_MAX as u64 - 1) as usize;
+                let ops = (0..count)
+                    .map(|_| next_op(&mut *sim.rng, processes))
+                    .collect();
+                sim.execute_group(step, ops)?;
+                step += count;
+            } else {
+                let op = next_op(&mut *sim.rng, processes);
+                sim.execute(step, op)?;
+                step += 1;
+            }
         }
         sim.final_phase()
     });
@@ -212,7 +249,11 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         }
     };
     sim.trace.push(format!("outcome {outcome:?}"));
+    let schedule = sim.schedule.stats();
     RunReport {
+        groups: sim.groups,
+        recoveries_together: sim.recoveries_together,
+        switches: schedule.switches,
         seed,
         processes,
         ops: step,

@@ -221,6 +221,7 @@ pub fn engine_ops(data: &[u8]) {
         explore: false,
         tail: 32,
         check_every_step: false,
+        concurrency_ppm: None,
     };
     let report = run_with(seed, &config, Box::new(ByteRng::new(ops)));
     if let Outcome::Failed(failure) = report.outcome {

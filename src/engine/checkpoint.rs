@@ -5,8 +5,15 @@
 //! `pages.db` under an open snapshot.
 //!
 //! Order, each step durable before the next:
+//! 0. make the WAL durable up to the last commit it covers (the write-ahead rule: a commit
+//!    appends its frames and releases the writer lock before its own `fdatasync`, so a
+//!    checkpoint by another thread or process may find frames nobody has synced yet;
+//!    writing their pages first, then losing the power before the new meta page is
+//!    durable, left `pages.db` holding a transaction the durable WAL does not, and lost
+//!    acknowledged records: found under LazyFS, then by the simulator's concurrent groups);
 //! 1. write every page the WAL index names (newest version: cached, or rebuilt from the
 //!    WAL — never an older cached copy, since the view caught up under the lock first);
+//!    [`crate::pager::PageFile::write_page`] asserts each is covered by step 0;
 //! 2. `fdatasync` pages.db;
 //! 3. write the other meta page (generation + 1, checkpoint LSN = last committed LSN) and
 //!    `fdatasync`;
@@ -14,7 +21,10 @@
 //!
 //! A crash before 3 leaves the old meta page and the full WAL: the pages are rebuilt from
 //! the WAL as before. A crash between 3 and 4 leaves a WAL whose frames are all at or below
-//! the checkpoint LSN: it is ignored, and the next writer resets it. A failed sync poisons
+//! the checkpoint LSN: it is ignored, and the next writer resets it. A writer in another
+//! process that is still running knows of the crash from the checkpoint-in-progress mark in
+//! `wal.shm` (set before 3, cleared after 4): it reloads its view from the meta page before
+//! appending, rather than appending to a WAL the new meta page has already covered. A failed sync poisons
 //! the instance: Linux may have dropped the unsynced pages, so a retry could not be trusted.
 
 use super::Inner;
@@ -38,13 +48,26 @@ impl Inner {
         };
         let _writer = self.lock_writer();
         let _lock = WalLock::take(&self.wal)?;
+        self.check_writer_marks()?;
         self.refresh()?;
+        let (salt, last_lsn) = {
+            let view = self.read_view();
+            let nothing_logged =
+                view.index.is_empty() && view.cursor.last_lsn <= view.meta.checkpoint_lsn;
+            if nothing_logged && view.wal_ready {
+                return Ok(true);
+            }
+            (view.cursor.salt, view.last_lsn())
+        };
+        // Before the view is locked for writing: the sync reads it. The writer locks keep
+        // it from moving meanwhile.
+        let wal_durable = self.make_durable_for_checkpoint(salt, last_lsn)?;
         let mut view = self.write_view();
-        let nothing_logged =
-            view.index.is_empty() && view.cursor.last_lsn <= view.meta.checkpoint_lsn;
-        if nothing_logged && view.wal_ready {
-            return Ok(true);
-        }
+        assert_eq!(
+            (view.cursor.salt, view.last_lsn()),
+            (salt, last_lsn),
+            "the view moved under the writer locks"
+        );
         let mut ids: Vec<_> = view.index.keys().copied().collect();
         ids.sort_unstable();
         for id in &ids {
@@ -52,7 +75,7 @@ impl Inner {
                 Some(cached) => Page::clone(&cached),
                 None => self.rebuild_page(*id, &view.index[id], view.cursor.salt)?,
             };
-            self.pages.write_page(&mut page)?;
+            self.pages.write_page(&mut page, wal_durable)?;
         }
         failpoints::check("checkpoint.pages_written").map_err(page_io)?;
         self.pages
@@ -64,6 +87,9 @@ impl Inner {
             checkpoint_lsn: view.last_lsn(),
             alloc: view.alloc,
         };
+        // From the meta page to the WAL reset, a writer that finds the lock free finishes
+        // this checkpoint (this process died in between).
+        self.shm.mark_checkpoint(salt)?;
         self.pages
             .write_meta(&meta)
             .map_err(|error| self.poison(error.to_string()))?;
@@ -76,6 +102,7 @@ impl Inner {
         for id in ids {
             self.pool.mark_clean(id);
         }
+        self.shm.clear_checkpoint_mark()?;
         Ok(true)
     }
 }

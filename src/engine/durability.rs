@@ -11,6 +11,14 @@ use std::sync::atomic::Ordering;
 /// Longest a sync leader waits for this process's other committers to append.
 const GROUP_COMMIT_WAIT_MAX: std::time::Duration = std::time::Duration::from_micros(200);
 
+/// Whether a sync leader first lets this process's committers append (not when the caller
+/// holds the writer lock: they could not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CommittersWait {
+    Yes,
+    No,
+}
+
 impl Inner {
     /// Makes the commit at `lsn` durable as the sync mode says.
     pub(super) fn make_durable(&self, lsn: Lsn) -> Result<()> {
@@ -23,7 +31,7 @@ impl Inner {
         };
         if sync_now {
             self.commits_unsynced.store(0, Ordering::Release);
-            self.sync_shared(lsn)
+            self.sync_shared(lsn, CommittersWait::Yes)
                 .map_err(|error| self.wal_sync_failed(error))?;
         }
         Ok(())
@@ -34,10 +42,12 @@ impl Inner {
     /// process that synced meanwhile recorded that it covered the target, no `fdatasync`
     /// is needed; otherwise it syncs everything published so far and records that, so the
     /// processes queued behind it at the gate usually find their commits covered.
-    pub(super) fn sync_shared(&self, lsn: Lsn) -> Result<()> {
+    pub(super) fn sync_shared(&self, lsn: Lsn, wait: CommittersWait) -> Result<()> {
         let salt = self.read_view().cursor.salt;
         self.wal.sync_through_with(lsn, |wal, target| {
-            self.wait_for_committers();
+            if wait == CommittersWait::Yes {
+                self.wait_for_committers();
+            }
             let _gate = self.shm.take_sync_gate().map_err(std::io::Error::other)?;
             let recorded = self.shm.read_durable(salt).map_err(std::io::Error::other)?;
             if recorded >= target {
@@ -59,14 +69,39 @@ impl Inner {
         })
     }
 
+    /// Makes the WAL durable up to `last_lsn` (the last commit the view covers) before a
+    /// checkpoint writes pages, and returns the LSN now known durable (at least
+    /// `last_lsn`). The caller holds the writer locks, so nothing is appended meanwhile. A
+    /// sync another process recorded in `wal.shm` for this life of the WAL counts; else
+    /// this syncs (shared with this process's committers waiting for a sync).
+    pub(super) fn make_durable_for_checkpoint(&self, salt: u32, last_lsn: Lsn) -> Result<Lsn> {
+        if self.wal.durable_lsn() < last_lsn {
+            let recorded = self.shm.read_durable(salt)?;
+            if recorded >= last_lsn {
+                self.wal.note_durable(recorded);
+            } else {
+                self.sync_shared(last_lsn, CommittersWait::No)
+                    .map_err(|error| self.wal_sync_failed(error))?;
+            }
+        }
+        let durable = self.wal.durable_lsn();
+        assert!(
+            durable >= last_lsn,
+            "the WAL is durable to {} after syncing it to {}",
+            durable.0,
+            last_lsn.0
+        );
+        Ok(durable)
+    }
+
     /// Before a leader syncs, lets the threads of this process that are committing right
     /// now append first (bounded by [`GROUP_COMMIT_WAIT_MAX`]), so one `fdatasync` covers
     /// them too: without it, the first of them to append synced alone while the others were
     /// still building their transactions. A lone writer never waits.
     pub(super) fn wait_for_committers(&self) {
-        let deadline = std::time::Instant::now() + GROUP_COMMIT_WAIT_MAX;
-        while self.committers.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
-            std::thread::yield_now();
+        let deadline = crate::sched::now() + GROUP_COMMIT_WAIT_MAX;
+        while self.committers.load(Ordering::Acquire) > 0 && crate::sched::now() < deadline {
+            crate::sched::pause();
         }
     }
 
@@ -74,6 +109,43 @@ impl Inner {
     pub(super) fn wal_sync_failed(&self, error: Error) -> Error {
         let _ = self.shm.mark_sync_failed();
         error
+    }
+
+    /// Under the writer lock, before anything is appended: refuses to write (and poisons
+    /// this instance) while `wal.shm` holds the mark of a
+    /// failed sync: the process that failed may have left a meta page or WAL frames that
+    /// only the page cache holds, and writing on top of them (appending to a WAL whose
+    /// checkpoint another process wrote but could not sync) gave states no open accepts
+    /// (found by the simulator's concurrent groups: a checkpoint's meta sync failed in one
+    /// process while two others kept committing). The next open repairs and clears the
+    /// mark. Caller holds the writer lock (the failing process sets the mark before it
+    /// releases it).
+    ///
+    /// Then finishes a checkpoint that another process (or this one) started and did not
+    /// end: its meta page may be written while the WAL was not reset (see
+    /// `view::SharedCounter`). The view is reloaded from the meta page, which resets the
+    /// WAL if the checkpoint covers it; appending to the old life instead gave a WAL that
+    /// straddles the checkpoint, which no open accepts (found by the simulator's
+    /// concurrent groups: a checkpoint killed between its meta page and its WAL reset while
+    /// another process committed).
+    pub(super) fn check_writer_marks(&self) -> Result<()> {
+        let marks = self.shm.writer_marks()?;
+        if marks.sync_failed {
+            return Err(self.poison(format!(
+                "an fdatasync failed in a process sharing this database (marked in {}); \
+                 reopen to repair",
+                super::SHM_FILE_NAME
+            )));
+        }
+        if marks.interrupted_checkpoint.is_some() {
+            {
+                let mut view = self.write_view();
+                self.reload(&mut view)?;
+            }
+            self.ensure_wal_ready()?;
+            self.shm.clear_checkpoint_mark()?;
+        }
+        Ok(())
     }
 
     /// After a failed sync anywhere, the page cache may show WAL and meta bytes that never

@@ -35,10 +35,11 @@ use super::{Inner, SyncMode};
 use crate::error::{Error, Result};
 use crate::page::Lsn;
 use crate::record_id::RecordId;
+use crate::sched;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Most stores one group commits.
 pub const GROUP_NODES_MAX: usize = 256;
@@ -87,9 +88,7 @@ pub(crate) struct StoreGroup {
 
 impl StoreGroup {
     fn lock(&self) -> MutexGuard<'_, GroupState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sched::lock(&self.state)
     }
 
     /// Notes a change for the pollers (call with the lock held).
@@ -101,12 +100,12 @@ impl StoreGroup {
     fn poll<'a>(
         &'a self,
         state: MutexGuard<'a, GroupState>,
-        until: Instant,
+        until: Duration,
     ) -> MutexGuard<'a, GroupState> {
         let seen = self.changes.load(Ordering::Acquire);
         drop(state);
-        while self.changes.load(Ordering::Acquire) == seen && Instant::now() < until {
-            std::thread::yield_now();
+        while self.changes.load(Ordering::Acquire) == seen && sched::now() < until {
+            sched::pause();
         }
         self.lock()
     }
@@ -133,10 +132,10 @@ impl Inner {
             }
             // Spin (yielding) a while first: the outcome comes within one commit and sync,
             // and a wake-up from sleep costs this VM more than that.
-            let spin_until = Instant::now() + MEMBER_SPIN_MAX;
+            let spin_until = sched::now() + MEMBER_SPIN_MAX;
             while !state.outcomes.contains_key(&ticket)
                 && state.leading
-                && Instant::now() < spin_until
+                && sched::now() < spin_until
             {
                 state = group.poll(state, spin_until);
             }
@@ -144,10 +143,7 @@ impl Inner {
                 continue;
             }
             state.waiting += 1;
-            state = group
-                .handed_out
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = sched::wait(&group.handed_out, &group.state, state);
             state.waiting -= 1;
         };
         drop(state);
@@ -171,9 +167,9 @@ impl Inner {
         mut state: MutexGuard<'a, GroupState>,
     ) -> MutexGuard<'a, GroupState> {
         state.leading = true;
-        let deadline = Instant::now() + GATHER_WAIT_MAX;
+        let deadline = sched::now() + GATHER_WAIT_MAX;
         while state.queued.len() < state.last_group.min(GROUP_NODES_MAX) {
-            if Instant::now() >= deadline {
+            if sched::now() >= deadline {
                 break;
             }
             state = self.group.poll(state, deadline);

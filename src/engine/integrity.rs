@@ -3,7 +3,11 @@
 //! Pages below the page count must each be a meta page (0, 1), a data page, an overflow
 //! page owned by exactly one record's chain, or a free page on the free list (whose length
 //! must match the allocation state). Every forward must reach a moved-in slot, and every
-//! moved-in slot must be reached by exactly one forward. Problems are collected, not
+//! moved-in slot must be reached by exactly one forward. No page may carry an LSN above the
+//! last committed one: such a page holds changes of a transaction that never became durable
+//! (it reached `pages.db` before its WAL frames were synced, against the write-ahead rule),
+//! and what the database shows is a mix of that transaction and the durable state. Problems
+//! are collected, not
 //! returned as the first error, so a caller sees the whole picture; only I/O failures abort.
 
 use super::Inner;
@@ -62,6 +66,8 @@ enum Owner {
 struct Checker<'a> {
     inner: &'a Inner,
     page_count: u64,
+    /// The last committed LSN: no page may be newer.
+    last_lsn: crate::page::Lsn,
     report: IntegrityReport,
     owners: BTreeMap<PageId, Owner>,
     forwards: BTreeMap<RecordId, RecordId>,
@@ -78,10 +84,14 @@ impl Inner {
         let _writer = self.lock_writer();
         let _lock = super::WalLock::take(&self.wal)?;
         self.refresh()?;
-        let alloc = self.read_view().alloc;
+        let (alloc, last_lsn) = {
+            let view = self.read_view();
+            (view.alloc, view.last_lsn())
+        };
         let mut checker = Checker {
             inner: self,
             page_count: alloc.page_count,
+            last_lsn,
             report: IntegrityReport {
                 pages: alloc.page_count,
                 ..IntegrityReport::default()
@@ -138,6 +148,17 @@ impl Checker<'_> {
             self.problem(id, "unknown page type");
             return Ok(());
         };
+        if page.lsn() > self.last_lsn {
+            self.problem(
+                id,
+                format!(
+                    "{id} has LSN {} above the last committed LSN {}: it holds changes that \
+                     never became durable",
+                    page.lsn().0,
+                    self.last_lsn.0
+                ),
+            );
+        }
         self.types.insert(id, page_type);
         match page_type {
             PageType::Data => self.visit_data_page(id, &page),

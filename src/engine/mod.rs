@@ -139,29 +139,19 @@ impl Drop for WalLock<'_> {
 
 impl Inner {
     fn read_view(&self) -> RwLockReadGuard<'_, View> {
-        self.view
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sched::read(&self.view)
     }
 
     fn write_view(&self) -> RwLockWriteGuard<'_, View> {
-        self.view
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sched::write(&self.view)
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sched::lock(&self.writer)
     }
 
     fn poison_reason(&self) -> Option<String> {
-        let own = self
-            .poison
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        let own = crate::sched::lock(&self.poison).clone();
         own.or_else(|| self.wal.poisoned())
     }
 
@@ -169,10 +159,7 @@ impl Inner {
     fn poison(&self, reason: String) -> Error {
         // Best effort: if even this write fails, the next open cannot know to rewrite.
         let _ = self.shm.mark_sync_failed();
-        *self
-            .poison
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(reason.clone());
+        *crate::sched::lock(&self.poison) = Some(reason.clone());
         Error::Poisoned(reason)
     }
 
@@ -217,7 +204,7 @@ impl Inner {
                 Ok(page) => return Ok(PageRef::uncached(Arc::new(page))),
                 Err(error) if attempt < READ_ATTEMPTS_MAX && touches_wal(&error) => {
                     attempt += 1;
-                    self.refresh()?;
+                    self.refresh_unlocked()?;
                 }
                 Err(error) => return Err(error),
             }
@@ -261,6 +248,7 @@ impl Inner {
             let _committing = Committing::enter(&self.committers);
             let mut writer = self.lock_writer();
             let _lock = WalLock::take(&self.wal)?;
+            self.check_writer_marks()?;
             self.refresh()?;
             self.ensure_wal_ready()?;
             let alloc = self.read_view().alloc;
@@ -406,6 +394,7 @@ impl StorageEngine {
             crate::failpoints::check("open.locked")
                 .map_err(|source| Error::io("open", path.display().to_string(), source))?;
             inner.resync_after_failed_sync()?;
+            let interrupted_checkpoint = inner.shm.writer_marks()?.interrupted_checkpoint;
             // A WAL header is written only after an open has synced the directory, so the
             // names of the files are durable if there is one; otherwise sync them now (a
             // directory fsync was a sixth of a reopen).
@@ -418,6 +407,11 @@ impl StorageEngine {
             }
             inner.refresh()?;
             inner.ensure_wal_ready()?;
+            if interrupted_checkpoint.is_some() {
+                // The open reloaded its view from the meta page (and reset a WAL the
+                // checkpoint covers): the interrupted checkpoint is finished.
+                inner.shm.clear_checkpoint_mark()?;
+            }
             crate::failpoints::check("open.recovered")
                 .map_err(|source| Error::io("open", path.display().to_string(), source))?;
             let last_lsn = inner.read_view().last_lsn();

@@ -230,10 +230,7 @@ const FRAME_BUFFER_INITIAL_BYTES: usize = 16 << 10;
 impl Inner {
     /// A buffer for a commit's frames: the one the last commit used, or a new one.
     fn take_frame_buffer(&self) -> Vec<u8> {
-        let mut kept = self
-            .frame_buffer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut kept = crate::sched::lock(&self.frame_buffer);
         let buffer = std::mem::take(&mut *kept);
         if buffer.capacity() == 0 {
             return Vec::with_capacity(FRAME_BUFFER_INITIAL_BYTES);
@@ -244,10 +241,7 @@ impl Inner {
     /// Keeps a commit's buffer for the next commit, unless it grew past the limit.
     fn return_frame_buffer(&self, buffer: Vec<u8>) {
         if buffer.capacity() <= FRAME_BUFFER_KEPT_BYTES_MAX {
-            *self
-                .frame_buffer
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = buffer;
+            *crate::sched::lock(&self.frame_buffer) = buffer;
         }
     }
 }

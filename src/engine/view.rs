@@ -36,12 +36,46 @@ const DURABLE_RECORD_BYTES: usize = 16;
 /// Where `wal.shm` keeps the sync-failure mark, and the mark.
 const SYNC_FAILED_OFFSET: u64 = 16;
 const SYNC_FAILED_MARK: [u8; 8] = *b"SYNCFAIL";
+/// Where `wal.shm` keeps the checkpoint-in-progress mark (`salt u32, magic u32, crc u32`).
+const CHECKPOINT_MARK_OFFSET: u64 = 48;
+const CHECKPOINT_MARK_BYTES: usize = 12;
+const CHECKPOINT_MARK_MAGIC: u32 = 0x4b43_5043;
+/// The marks a writer reads under the writer lock: offsets 16 to 60, one read.
+const WRITER_MARKS_BYTES: usize =
+    (CHECKPOINT_MARK_OFFSET - SYNC_FAILED_OFFSET) as usize + CHECKPOINT_MARK_BYTES;
+const _: () = assert!(DURABLE_OFFSET + DURABLE_RECORD_BYTES as u64 <= CHECKPOINT_MARK_OFFSET);
+const _: () = assert!(CHECKPOINT_MARK_OFFSET as usize + CHECKPOINT_MARK_BYTES <= SHM_MAP_BYTES);
 /// Bytes of `wal.shm` mapped (one page; the file is extended to it).
 const SHM_MAP_BYTES: usize = 4096;
-/// How often a refresh retries after meeting a WAL reset by another process.
-const REFRESH_ATTEMPTS_MAX: u32 = 16;
+/// How often a refresh retries at once (yielding the processor) after meeting a WAL reset
+/// by another process; after these it sleeps [`REFRESH_SLEEP`] between attempts.
+const REFRESH_ATTEMPTS_QUICK: u32 = 16;
+const REFRESH_SLEEP: std::time::Duration = std::time::Duration::from_micros(50);
+/// Longest a refresh waits for another process's WAL reset to end (a reset is a truncate, a
+/// header write and two `fdatasync`s: about a millisecond here) before it reports what it
+/// met.
+const REFRESH_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often a full reload retries when it meets a checkpoint in progress elsewhere.
 const RELOAD_ATTEMPTS_MAX: u32 = 64;
+
+/// True for what reading the WAL while another process resets it looks like: frames that
+/// do not verify or reach past the emptied file, a view short of the published counter.
+/// Other errors (`EIO`, a dead process) are not waited out.
+fn reset_symptom(error: &Error) -> bool {
+    match error {
+        Error::Corruption { .. } => true,
+        Error::Io { source, .. } => source.kind() == std::io::ErrorKind::UnexpectedEof,
+        _ => false,
+    }
+}
+
+/// Whether a refresh checks that the view reaches the published counter: without the
+/// writer locks (a reset by another process may be in progress), not under them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coverage {
+    Published,
+    Unchecked,
+}
 
 /// What this process knows of the database.
 #[derive(Debug, Clone)]
@@ -131,7 +165,14 @@ impl View {
 /// - offset 0: `lsn u64, crc u32` of the last commit (readers poll it to catch up);
 /// - offset 16: the 8-byte sync-failure mark `SYNCFAIL` (or zeros);
 /// - offset 32: `salt u32, lsn u64, crc u32`: the highest LSN of that WAL life some process
-///   made durable (cross-process group commit), reset by every open.
+///   made durable (cross-process group commit), reset by every open;
+/// - offset 48: `salt u32, magic u32, crc u32`: a checkpoint of that WAL life is writing its
+///   meta page (set before the meta page is written, cleared after the WAL is reset). A
+///   writer that finds it set holds the writer lock the checkpointer held, so the
+///   checkpointer died in between: the meta page may be new while the WAL was not reset,
+///   and appending to it would give a WAL that straddles the checkpoint. The writer
+///   reloads its view from the meta page instead (which resets the WAL if the checkpoint
+///   covers it) and clears the mark.
 ///
 /// Where the filesystem can map files, the first 4 KiB are mapped (the file is extended
 /// with zeros to that size): the counters are polled and published without a system call
@@ -148,6 +189,16 @@ pub(crate) struct SharedCounter {
     /// A second handle on the same file: its `flock` is the cross-process sync gate (a
     /// lock belongs to a handle, so it must not be the handle the counter is read through).
     sync_gate: Box<dyn VfsFile>,
+}
+
+/// What [`SharedCounter::writer_marks`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WriterMarks {
+    /// Some process's sync failed since the last repair.
+    pub sync_failed: bool,
+    /// A checkpoint of the WAL life with this salt started writing its meta page and did
+    /// not finish.
+    pub interrupted_checkpoint: Option<u32>,
 }
 
 /// Holds the cross-process sync gate; releases it on drop.
@@ -280,6 +331,52 @@ impl SharedCounter {
         }
     }
 
+    /// The marks writers check under the writer lock: whether a sync failed, and the
+    /// salt of a checkpoint that was interrupted (see the type's docs), in one read.
+    pub fn writer_marks(&self) -> Result<WriterMarks> {
+        let mut bytes = [0u8; WRITER_MARKS_BYTES];
+        match self.read_bytes(&mut bytes, SYNC_FAILED_OFFSET) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Ok(WriterMarks::default());
+            }
+            Err(source) => return Err(Error::io("read", SHM_FILE_NAME, source)),
+        }
+        let sync_failed = bytes[..SYNC_FAILED_MARK.len()] == SYNC_FAILED_MARK;
+        let start = (CHECKPOINT_MARK_OFFSET - SYNC_FAILED_OFFSET) as usize;
+        let mark = &bytes[start..start + CHECKPOINT_MARK_BYTES];
+        let word = |index: usize| {
+            u32::from_le_bytes([
+                mark[index * 4],
+                mark[index * 4 + 1],
+                mark[index * 4 + 2],
+                mark[index * 4 + 3],
+            ])
+        };
+        let interrupted_checkpoint = (word(1) == CHECKPOINT_MARK_MAGIC
+            && word(2) == crc32fast::hash(&mark[..8]))
+        .then(|| word(0));
+        Ok(WriterMarks {
+            sync_failed,
+            interrupted_checkpoint,
+        })
+    }
+
+    /// Sets the checkpoint-in-progress mark for the WAL life `salt` (see the type's docs).
+    pub fn mark_checkpoint(&self, salt: u32) -> Result<()> {
+        let mut bytes = [0u8; CHECKPOINT_MARK_BYTES];
+        bytes[..4].copy_from_slice(&salt.to_le_bytes());
+        bytes[4..8].copy_from_slice(&CHECKPOINT_MARK_MAGIC.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..8]);
+        bytes[8..].copy_from_slice(&crc.to_le_bytes());
+        self.write_bytes(&bytes, CHECKPOINT_MARK_OFFSET)
+    }
+
+    /// Clears the checkpoint-in-progress mark.
+    pub fn clear_checkpoint_mark(&self) -> Result<()> {
+        self.write_bytes(&[0u8; CHECKPOINT_MARK_BYTES], CHECKPOINT_MARK_OFFSET)
+    }
+
     /// Clears the sync-failure mark.
     pub fn clear_sync_failed(&self) -> Result<()> {
         self.file
@@ -308,8 +405,16 @@ impl Inner {
         Ok(published)
     }
 
-    /// Catches up with every commit in the WAL (writers call this under the WAL lock).
+    /// Catches up with every commit in the WAL, under the writer locks (nobody resets the
+    /// WAL meanwhile). The published counter may be higher than the WAL here: at open it
+    /// may come from before a power loss, and nothing is checked against it.
     pub(crate) fn refresh(&self) -> Result<()> {
+        let published = self.shm.read()?;
+        self.refresh_attempts(published, Coverage::Unchecked)
+    }
+
+    /// Catches up with every commit in the WAL without the writer locks (readers).
+    pub(crate) fn refresh_unlocked(&self) -> Result<()> {
         let published = self.shm.read()?;
         self.refresh_with(published)
     }
@@ -317,22 +422,39 @@ impl Inner {
     /// Catches up with every commit in the WAL and notes `published` (read before) as seen.
     ///
     /// Another process may reset the WAL while this reads it (a checkpoint; readers hold no
-    /// lock): a frame then fails to read back or the scan meets the new life's bytes. The
-    /// view is left as it was, and the next attempt reads the new header and reloads.
+    /// lock): a frame then fails to read back, the scan meets the new life's bytes or an
+    /// emptied file, or the meta page read was the one before the checkpoint. The view is
+    /// then left as it was, and the next attempt reads the new header and reloads; the
+    /// attempts go on while the reset may still be in progress ([`REFRESH_WAIT_MAX`]).
+    /// Without the writer locks: the view must reach `published` (see
+    /// [`Inner::refresh_once`]).
     pub(crate) fn refresh_with(&self, published: u64) -> Result<()> {
+        self.refresh_attempts(published, Coverage::Published)
+    }
+
+    fn refresh_attempts(&self, published: u64, coverage: Coverage) -> Result<()> {
+        let deadline = crate::sched::now() + REFRESH_WAIT_MAX;
         let mut attempt = 0;
         loop {
-            match self.refresh_once(published) {
-                Err(error) if attempt < REFRESH_ATTEMPTS_MAX && super::touches_wal(&error) => {
+            match self.refresh_once(published, coverage) {
+                Err(error)
+                    if super::touches_wal(&error)
+                        && (attempt < REFRESH_ATTEMPTS_QUICK
+                            || (reset_symptom(&error) && crate::sched::now() < deadline)) =>
+                {
                     attempt += 1;
-                    std::thread::yield_now();
+                    if attempt <= REFRESH_ATTEMPTS_QUICK {
+                        crate::sched::pause();
+                    } else {
+                        crate::sched::sleep(REFRESH_SLEEP);
+                    }
                 }
                 other => return other,
             }
         }
     }
 
-    fn refresh_once(&self, published: u64) -> Result<()> {
+    fn refresh_once(&self, published: u64, coverage: Coverage) -> Result<()> {
         let mut view = self.write_view();
         let header = self.wal.read_header()?;
         let same_life = header.is_some_and(|header| {
@@ -340,10 +462,34 @@ impl Inner {
                 && header.salt == view.cursor.salt
                 && header.base_lsn == view.cursor.base_lsn
         });
+        let before = view.clone();
         if same_life {
             self.catch_up(&mut view)?;
         } else {
             self.reload(&mut view)?;
+        }
+        // Every commit published was appended before it was published, and a checkpoint
+        // covers every commit before it: a view short of `published` read the WAL while a
+        // checkpoint reset it. Trusting it left a reader with a stale cached page and the
+        // counter marked seen, so it returned a record as it was before an acknowledged
+        // update until the next commit anywhere (found by the simulator's concurrent
+        // groups: a load raced another process's checkpoint, seed 128).
+        let published_lsn = Lsn(published);
+        if coverage == Coverage::Published
+            && published_lsn.is_valid()
+            && view.last_lsn() < published_lsn
+        {
+            let reached = view.last_lsn();
+            *view = before;
+            return Err(Error::corruption(
+                WAL_FILE_NAME,
+                0,
+                format!(
+                    "the WAL reaches LSN {} but LSN {} was published: it changed while it \
+                     was read",
+                    reached.0, published_lsn.0
+                ),
+            ));
         }
         self.shm_seen
             .store(published, std::sync::atomic::Ordering::Release);
@@ -479,7 +625,7 @@ impl Inner {
     }
 
     /// Rebuilds the view from the meta page and the whole WAL, and empties the cache.
-    fn reload(&self, view: &mut View) -> Result<()> {
+    pub(super) fn reload(&self, view: &mut View) -> Result<()> {
         let mut attempt = 0;
         loop {
             let meta = self.pages.load_meta()?.ok_or_else(|| {
@@ -499,7 +645,7 @@ impl Inner {
                 }
                 Err(Reload::Retry(_)) if attempt < RELOAD_ATTEMPTS_MAX => {
                     attempt += 1;
-                    std::thread::yield_now();
+                    crate::sched::pause();
                 }
                 Err(Reload::Retry(error) | Reload::Fail(error)) => return Err(error),
             }

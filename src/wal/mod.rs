@@ -127,9 +127,7 @@ pub struct Wal {
 }
 
 fn lock_state(mutex: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    crate::sched::lock(mutex)
 }
 
 /// Reads into `buffer` from `offset` until it is full or the file ends; returns the count.
@@ -360,10 +358,7 @@ impl Wal {
             }
             if state.syncing {
                 state.waiting += 1;
-                state = self
-                    .synced
-                    .wait(state)
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                state = crate::sched::wait(&self.synced, &self.sync, state);
                 state.waiting -= 1;
                 continue;
             }

@@ -50,8 +50,12 @@ impl Sim {
             *engine = None;
         }
         self.fs.power_loss();
-        for pid in 0..self.engines.len() {
-            self.open(pid)?;
+        if self.engines.len() > 1 && chance(&mut *self.rng, 500_000) {
+            self.recover_together()?;
+        } else {
+            for pid in 0..self.engines.len() {
+                self.open(pid)?;
+            }
         }
         self.check(0, Depth::Full)?;
         if chance(&mut *self.rng, 250_000) {
@@ -82,12 +86,17 @@ impl Sim {
     /// the operation (the operation in flight).
     pub(super) fn explore(&mut self, points: Vec<CrashPoint>, undo: Undo) -> Step {
         let mut model = self.model.clone();
-        if let Some((change, before)) = undo {
+        for (change, before) in undo.into_iter().rev() {
             model.reopen_change(change, &before);
         }
         let corruption_injected = self.fs.corruption_injected();
         for point in points {
-            let images = point.images(EXPLORE_SUBSET_WRITES_MAX, 512, EXPLORE_IMAGES_MAX);
+            let images = point.images(
+                EXPLORE_SUBSET_WRITES_MAX,
+                512,
+                EXPLORE_IMAGES_MAX,
+                self.seed ^ self.images,
+            );
             self.trace.push(format!(
                 "  exploring {} crash images of {} unsynced writes",
                 images.len(),
@@ -136,7 +145,7 @@ impl Sim {
         self.fs.disarm();
         self.faults_stopped = true;
         self.fs.set_faults_active(false);
-        self.fs.capture_at_syncs("wal.log", 0, 0);
+        self.fs.stop_capturing();
         self.power_loss()?;
         for pid in 1..self.engines.len() {
             self.check(pid, Depth::Full)?;

@@ -16,7 +16,7 @@ impl Sim {
                         self.model
                             .stored(id, node.clone())
                             .map_err(|detail| broken(Rule::Durability, detail))?;
-                        Ok(Some((Change::Store(node), vec![(id, None)])))
+                        Ok(vec![(Change::Store(node), vec![(id, None)])])
                     }
                     Err(error) => self.write_failed(process, Change::Store(node), error),
                 }
@@ -40,7 +40,7 @@ impl Sim {
                                 .map_err(|detail| broken(Rule::Durability, detail))?;
                             before.push((*id, None));
                         }
-                        Ok(Some((Change::Batch(nodes), before)))
+                        Ok(vec![(Change::Batch(nodes), before)])
                     }
                     Err(error) => self.write_failed(process, Change::Batch(nodes), error),
                 }
@@ -51,13 +51,13 @@ impl Sim {
                 node,
             } => {
                 let Some((id, old)) = self.pick_live(pick) else {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 };
                 let result = self.engine(process)?.update_memory(id, &node);
                 match result {
                     Ok(()) => {
                         self.model.updated(id, node.clone());
-                        Ok(Some((Change::Update(id, node), vec![(id, Some(old))])))
+                        Ok(vec![(Change::Update(id, node), vec![(id, Some(old))])])
                     }
                     Err(Error::NotFound) => Err(broken(
                         Rule::Durability,
@@ -68,13 +68,13 @@ impl Sim {
             }
             Op::Delete { process, pick } => {
                 let Some((id, old)) = self.pick_live(pick) else {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 };
                 let result = self.engine(process)?.delete_memory(id);
                 match result {
                     Ok(()) => {
                         self.model.deleted_ack(id);
-                        Ok(Some((Change::Delete(id), vec![(id, Some(old))])))
+                        Ok(vec![(Change::Delete(id), vec![(id, Some(old))])])
                     }
                     Err(Error::NotFound) => Err(broken(
                         Rule::Durability,
@@ -85,10 +85,10 @@ impl Sim {
             }
             Op::Load { process, pick } => {
                 let Some((id, expected)) = self.pick_live(pick) else {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 };
                 match self.engine(process)?.load_memory(id) {
-                    Ok(node) if node == expected => Ok(None),
+                    Ok(node) if node == expected => Ok(Vec::new()),
                     Ok(node) => Err(broken(
                         Rule::Durability,
                         format!(
@@ -105,10 +105,10 @@ impl Sim {
             }
             Op::StaleLoad { process, pick } => {
                 let Some(id) = self.pick_deleted(pick) else {
-                    return Ok(None);
+                    return Ok(Vec::new());
                 };
                 match self.engine(process)?.load_memory(id) {
-                    Err(Error::NotFound) => Ok(None),
+                    Err(Error::NotFound) => Ok(Vec::new()),
                     Ok(node) => Err(broken(
                         Rule::NoResurrection,
                         format!(
@@ -121,7 +121,7 @@ impl Sim {
             }
             Op::Scan { process } => {
                 self.scan(process)?;
-                Ok(None)
+                Ok(Vec::new())
             }
             Op::Checkpoint { process } => {
                 if let Err(error) = self.engine(process)?.checkpoint() {
@@ -133,7 +133,7 @@ impl Sim {
                         self.restart(process, Depth::Contents)?;
                     }
                 }
-                Ok(None)
+                Ok(Vec::new())
             }
             Op::Reopen { process } => {
                 let engine = self.engines[process].take();
@@ -144,16 +144,16 @@ impl Sim {
                     self.classify_error(&error)?;
                 }
                 self.restart(process, Depth::Contents)?;
-                Ok(None)
+                Ok(Vec::new())
             }
             Op::ProcessCrash { process } => {
                 self.fs.kill_process(process);
                 self.restart(process, Depth::Contents)?;
-                Ok(None)
+                Ok(Vec::new())
             }
             Op::PowerLoss => {
                 self.power_loss()?;
-                Ok(None)
+                Ok(Vec::new())
             }
         }
     }
@@ -170,7 +170,7 @@ impl Sim {
         self.classify_error(&error)?;
         self.model.unacknowledged(change);
         if self.fs.power_cut_fired() {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         // The operation is over: a crash armed for it must not hit the restart. Crash
         // images captured during it would be checked against a model the restart's check
@@ -178,13 +178,13 @@ impl Sim {
         self.fs.disarm();
         self.fs.take_captured();
         self.restart(process, Depth::Contents)?;
-        Ok(None)
+        Ok(Vec::new())
     }
 
     pub(super) fn read_failed(&mut self, error: Error) -> Result<Undo, Stop> {
         self.trace.push(format!("  read failed: {error}"));
         self.classify_error(&error)?;
-        Ok(None)
+        Ok(Vec::new())
     }
 
     pub(super) fn scan(&mut self, process: Pid) -> Step {

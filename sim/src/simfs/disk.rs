@@ -99,6 +99,8 @@ pub struct Disk {
     pub kill_at: Option<(u64, Pid)>,
     /// Cut the power when `io_calls` reaches the value.
     pub power_cut_at: Option<u64>,
+    /// Fail the n-th sync (1 = the next) of the named file, with Linux semantics.
+    pub sync_fail_at: Option<(String, u64)>,
     /// Set when a power cut happened and [`Disk::power_loss`] has not run yet.
     pub power_cut: bool,
     /// (file name, call kind) pairs failing with `EIO` until faults stop.
@@ -112,8 +114,12 @@ pub struct Disk {
     pub lost_page_write: bool,
     /// Sequence number of the last write issued.
     pub write_seq: u64,
-    /// Where to capture crash points for exhaustive enumeration.
-    pub capture_rule: Option<CaptureRule>,
+    /// Where to capture crash points for exhaustive enumeration: one rule per file name.
+    pub capture_rules: Vec<CaptureRule>,
+    /// Crash points captured and not yet taken, in the order they were captured.
+    pub captured: Vec<super::power::CrashPoint>,
+    /// Set while capturing is paused.
+    pub capture_paused: bool,
 }
 
 /// Crash points to capture just before syncs of one file.
@@ -122,8 +128,24 @@ pub struct CaptureRule {
     pub file: String,
     pub ppm: u32,
     pub remaining: usize,
-    pub captured: Vec<super::power::CrashPoint>,
-    pub paused: bool,
+}
+
+impl Disk {
+    /// True if this sync of `file` is the one [`Disk::sync_fail_at`] armed (which it then
+    /// disarms); counts the syncs of that file down otherwise.
+    fn armed_sync_failure(&mut self, file: &str) -> bool {
+        match &mut self.sync_fail_at {
+            Some((armed, remaining)) if armed == file => {
+                *remaining -= 1;
+                if *remaining == 0 {
+                    self.sync_fail_at = None;
+                    return true;
+                }
+                false
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The error a dead process gets for every call.
@@ -152,6 +174,7 @@ impl Disk {
             io_calls: 0,
             kill_at: None,
             power_cut_at: None,
+            sync_fail_at: None,
             power_cut: false,
             persistent_errors: BTreeSet::new(),
             log: Vec::new(),
@@ -159,7 +182,9 @@ impl Disk {
             damage_repaired: 0,
             lost_page_write: false,
             write_seq: 0,
-            capture_rule: None,
+            capture_rules: Vec::new(),
+            captured: Vec::new(),
+            capture_paused: false,
         }
     }
 
@@ -362,7 +387,7 @@ impl Disk {
     /// semantics: some pending changes reached the disk, the rest are dropped from the
     /// queue anyway, so a retry succeeds while the durable image lacks them.
     pub fn sync(&mut self, handle_id: u64, inode_id: u64, file: &str) -> io::Result<()> {
-        let failing = self.fault(self.config.sync_error_ppm);
+        let failing = self.fault(self.config.sync_error_ppm) | self.armed_sync_failure(file);
         let unreported = self
             .handles
             .get_mut(&handle_id)

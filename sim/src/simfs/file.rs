@@ -37,8 +37,10 @@ impl SimFile {
         }
     }
 
-    /// Takes the disk lock and checks the handle's process is alive.
+    /// Takes the disk lock and checks the handle's process is alive. First a scheduling
+    /// point: another simulated thread may run before this call.
     fn enter(&self) -> io::Result<MutexGuard<'_, Disk>> {
+        mentedb_storage::sched::yield_point(mentedb_storage::sched::Point::Io);
         let mut disk = self
             .disk
             .lock()
@@ -130,20 +132,19 @@ impl VfsFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         let mut disk = self.enter()?;
-        let capture = match disk.capture_rule.as_ref() {
-            Some(rule) => {
-                rule.file == self.name && rule.remaining > 0 && rule.ppm > 0 && !rule.paused
-            }
-            None => false,
-        };
-        if capture && !disk.inode(self.inode).pending.is_empty() {
-            let ppm = disk.capture_rule.as_ref().map_or(0, |rule| rule.ppm);
+        let rule = disk
+            .capture_rules
+            .iter()
+            .position(|rule| rule.file == self.name && rule.remaining > 0 && rule.ppm > 0);
+        if let Some(rule) = rule
+            && !disk.capture_paused
+            && !disk.inode(self.inode).pending.is_empty()
+        {
+            let ppm = disk.capture_rules[rule].ppm;
             if crate::workload::chance(&mut disk.rng, ppm) {
                 let point = disk.capture();
-                if let Some(rule) = disk.capture_rule.as_mut() {
-                    rule.remaining -= 1;
-                    rule.captured.push(point);
-                }
+                disk.capture_rules[rule].remaining -= 1;
+                disk.captured.push(point);
             }
         }
         disk.sync(self.handle_id, self.inode, &self.name)
@@ -171,17 +172,26 @@ impl VfsFile for SimFile {
         Ok(())
     }
 
+    /// Blocks until the lock is granted: under a scheduler (simulated threads) by yielding
+    /// while another handle holds it. A thread without a scheduler could never see it
+    /// released, so it gets `WouldBlock` instead of waiting forever.
     fn lock(&self, mode: LockMode) -> io::Result<()> {
-        if self.try_lock(mode)? {
-            return Ok(());
+        loop {
+            if self.try_lock(mode)? {
+                return Ok(());
+            }
+            if !mentedb_storage::sched::is_scheduled() {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{} is locked by another simulated process, and this thread has no \
+                         scheduler to wait under",
+                        self.name
+                    ),
+                ));
+            }
+            mentedb_storage::sched::yield_point(mentedb_storage::sched::Point::Blocked);
         }
-        Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!(
-                "{} is locked by another simulated process; a single-threaded simulation cannot wait",
-                self.name
-            ),
-        ))
     }
 
     fn try_lock(&self, mode: LockMode) -> io::Result<bool> {

@@ -40,9 +40,12 @@
 //! # Determinism
 //!
 //! All choices come from one `ChaCha8Rng` seeded with the run's seed; names and inodes are
-//! kept in ordered maps; nothing reads the clock. The simulation is single-threaded: a
-//! blocking [`VfsFile::lock`] that would wait fails with `WouldBlock` instead (nothing
-//! could ever release the lock while the only thread waits).
+//! kept in ordered maps; nothing reads the clock. Every call is a scheduling point
+//! ([`mentedb_storage::sched`]): under the simulator's [`crate::sched::Schedule`] several
+//! simulated threads and processes interleave at each call, as the seed chooses, and a
+//! blocking [`VfsFile::lock`] yields until the holder releases the lock. A thread without
+//! a scheduler gets `WouldBlock` from a lock that would wait (nothing could ever release
+//! it while the only thread waits).
 //!
 //! # Using it to crash-test your own code
 //!
@@ -173,11 +176,19 @@ impl SimFs {
         disk.power_cut_at = Some(disk.io_calls + calls.max(1));
     }
 
-    /// Drops armed kill and power-cut triggers that did not fire.
+    /// Fails the `syncs`-th sync (1 = the next one) of the file named `file`, by any
+    /// process, as a failed writeback does on Linux (fault 5 of the module docs), even with
+    /// faults off.
+    pub fn fail_sync_after(&self, file: &str, syncs: u64) {
+        self.disk().sync_fail_at = Some((file.to_string(), syncs.max(1)));
+    }
+
+    /// Drops armed kill, power-cut and sync-failure triggers that did not fire.
     pub fn disarm(&self) {
         let mut disk = self.disk();
         disk.kill_at = None;
         disk.power_cut_at = None;
+        disk.sync_fail_at = None;
     }
 
     /// True if an armed power cut fired and [`SimFs::power_loss`] has not run since.
@@ -244,34 +255,33 @@ impl SimFs {
         self.disk().capture()
     }
 
-    /// Captures a [`CrashPoint`] just before a sync of the file named `file`, with
-    /// probability `ppm` per sync, at most `count` times; take them with
-    /// [`SimFs::take_captured`].
+    /// Captures a [`CrashPoint`] just before a sync of the file named `file` (that has
+    /// unsynced changes), with probability `ppm` per sync, at most `count` times; take them
+    /// with [`SimFs::take_captured`]. Replaces the rule for that file; rules for other files
+    /// stay (e.g. `wal.log` for commits and `pages.db` for checkpoints).
     pub fn capture_at_syncs(&self, file: &str, ppm: u32, count: usize) {
         let mut disk = self.disk();
-        disk.capture_rule = Some(disk::CaptureRule {
+        disk.capture_rules.retain(|rule| rule.file != file);
+        disk.capture_rules.push(disk::CaptureRule {
             file: file.to_string(),
             ppm,
             remaining: count,
-            captured: Vec::new(),
-            paused: false,
         });
+    }
+
+    /// Stops capturing at syncs of every file.
+    pub fn stop_capturing(&self) {
+        self.disk().capture_rules.clear();
     }
 
     /// Pauses (or resumes) capturing crash points.
     pub fn set_capture_paused(&self, paused: bool) {
-        if let Some(rule) = self.disk().capture_rule.as_mut() {
-            rule.paused = paused;
-        }
+        self.disk().capture_paused = paused;
     }
 
     /// The crash points captured since the last call.
     pub fn take_captured(&self) -> Vec<CrashPoint> {
-        let mut disk = self.disk();
-        match disk.capture_rule.as_mut() {
-            Some(rule) => std::mem::take(&mut rule.captured),
-            None => Vec::new(),
-        }
+        std::mem::take(&mut self.disk().captured)
     }
 
     /// The live contents of a file, if it exists.
@@ -290,7 +300,10 @@ pub struct ProcessFs {
 }
 
 impl ProcessFs {
+    /// Takes the disk lock, after a scheduling point (another simulated thread may run
+    /// before this call).
     fn disk(&self) -> MutexGuard<'_, Disk> {
+        mentedb_storage::sched::yield_point(mentedb_storage::sched::Point::Io);
         self.disk
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -178,6 +178,10 @@ pub struct CapturedFile {
     pub pending: Vec<Pending>,
 }
 
+/// Random subsets of the unsynced writes [`CrashPoint::images`] checks when there are too
+/// many writes for every subset.
+pub const RANDOM_SUBSETS: usize = 8;
+
 /// The disk at a moment a power cut could happen: durable images plus unsynced changes.
 #[derive(Debug, Clone)]
 pub struct CrashPoint {
@@ -226,18 +230,43 @@ impl CrashPoint {
     }
 
     /// Every crash image up to `images_max`: each subset of the unsynced writes (when there
-    /// are at most `subset_writes_max` of them; otherwise each prefix in issue order), then,
-    /// with all earlier writes kept, each write torn at each piece of `piece_bytes`: a
-    /// prefix of its pieces, or all but one. Lengths follow the surviving writes; a
-    /// truncation survives when every change before it does.
+    /// are at most `subset_writes_max` of them; otherwise none, all, [`RANDOM_SUBSETS`]
+    /// subsets drawn from `seed`, each write kept or lost by a coin, then each prefix in issue
+    /// order), then, with all earlier writes kept, each write torn at each piece of
+    /// `piece_bytes`: a prefix of its pieces, or all but one. Lengths follow the surviving
+    /// writes; a truncation survives when every change before it does.
+    ///
+    /// The random subsets are what crash a checkpoint with any subset of its page writes
+    /// persisted (a checkpoint writes many pages before its sync; prefixes alone would keep
+    /// them in issue order).
     pub fn images(
         &self,
         subset_writes_max: usize,
         piece_bytes: u64,
         images_max: usize,
+        seed: u64,
     ) -> Vec<Image> {
         let changes = self.changes();
         let mut choices: Vec<Vec<Keep>> = Vec::new();
+        if changes.len() > subset_writes_max {
+            use rand_chacha::rand_core::SeedableRng;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            choices.push(vec![Keep::Nothing; changes.len()]);
+            choices.push(vec![Keep::Whole; changes.len()]);
+            for _ in 0..RANDOM_SUBSETS {
+                choices.push(
+                    (0..changes.len())
+                        .map(|_| {
+                            if below(&mut rng, 2) == 1 {
+                                Keep::Whole
+                            } else {
+                                Keep::Nothing
+                            }
+                        })
+                        .collect(),
+                );
+            }
+        }
         if changes.len() <= subset_writes_max {
             for mask in 0u64..(1u64 << changes.len()) {
                 choices.push(
@@ -253,7 +282,7 @@ impl CrashPoint {
                 );
             }
         } else {
-            for kept in 0..=changes.len() {
+            for kept in 1..changes.len() {
                 choices.push(
                     (0..changes.len())
                         .map(|index| {
@@ -385,7 +414,7 @@ mod tests {
             }],
             directories: BTreeSet::new(),
         };
-        let images = point.images(8, 512, 1000);
+        let images = point.images(8, 512, 1000, 0);
         // 4 subsets + first write torn two ways (2 pieces) + second write has 1 piece.
         assert_eq!(images.len(), 6);
         let lengths: BTreeSet<usize> = images

@@ -164,7 +164,7 @@ fn crash_images_start_from_a_captured_point() {
     file.write_all_at(&[7u8; 600], 0).expect("write");
     let point = fs.capture();
     assert_eq!(point.pending_writes(), 1);
-    let images = point.images(8, 512, 100);
+    let images = point.images(8, 512, 100, 0);
     let fresh = SimFs::from_image(&images[1], 5, FaultConfig::none());
     assert_eq!(
         fresh.file_bytes(Path::new("/db/f")).expect("file"),
