@@ -67,6 +67,13 @@ pub struct Summary {
     pub runs_with_fault: BTreeMap<FaultKind, u64>,
     /// Failed runs: seed and failure.
     pub failures: Vec<(u64, Failure)>,
+    /// Concurrent groups of operations, runs with any, and recoveries by every process at
+    /// once.
+    pub groups: u64,
+    pub runs_with_groups: u64,
+    pub recoveries_together: u64,
+    /// Times a simulated thread handed the turn to another.
+    pub switches: u64,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -273,6 +280,10 @@ impl Summary {
         self.checks += report.checks;
         self.images += report.images;
         self.io_calls += report.io_calls;
+        self.groups += report.groups;
+        self.runs_with_groups += u64::from(report.groups > 0);
+        self.recoveries_together += report.recoveries_together;
+        self.switches += report.switches;
         for (kind, count) in &report.faults {
             *self.faults.entry(*kind).or_insert(0) += count;
             *self.runs_with_fault.entry(*kind).or_insert(0) += 1;
@@ -303,6 +314,16 @@ impl Summary {
             "operations           {:>10}  ({:.0} simulated ops/s)",
             self.ops,
             self.ops as f64 / seconds
+        );
+        let _ = writeln!(
+            text,
+            "concurrent groups    {:>10}  (in {} runs; {} thread switches)",
+            self.groups, self.runs_with_groups, self.switches
+        );
+        let _ = writeln!(
+            text,
+            "recoveries together  {:>10}  (every process opening at once after a power loss)",
+            self.recoveries_together
         );
         let _ = writeln!(text, "oracle checks        {:>10}", self.checks);
         let _ = writeln!(text, "crash images checked {:>10}", self.images);
