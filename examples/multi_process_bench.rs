@@ -130,7 +130,7 @@ fn prepare_read_set(dir: &Path) -> Result<Vec<RecordId>, Box<dyn std::error::Err
     }
     engine.checkpoint()?;
     engine.close()?;
-    let list: Vec<String> = handles.iter().map(|id| id.to_u64().to_string()).collect();
+    let list: Vec<String> = handles.iter().map(|id| id.to_u128().to_string()).collect();
     std::fs::write(dir.join("handles"), list.join("\n"))?;
     Ok(handles)
 }
@@ -186,7 +186,7 @@ fn child(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         "reader" => {
             let handles: Vec<RecordId> = std::fs::read_to_string(dir.join("handles"))?
                 .lines()
-                .map(|line| line.parse().map(RecordId::from_u64))
+                .map(|line| line.parse().map(RecordId::from_u128))
                 .collect::<Result<_, _>>()?;
             for id in &handles {
                 engine.load_memory(*id)?;

@@ -159,11 +159,17 @@ impl BufferPool {
 
     /// Cache hit: pins the page (RAII guard), sets its CLOCK reference bit, counts a hit.
     /// Miss: counts a miss, returns `None`.
+    /// Misses so far (every thread of the process; relaxed: a hint that some read went past
+    /// the pool, never a proof that none did unless read again after).
+    pub fn miss_count(&self) -> u64 {
+        self.misses.load(Ordering::Acquire)
+    }
+
     pub fn get(&self, id: PageId) -> Option<PageRef> {
         let mut state = self.lock();
         let Some(index) = state.index_of(id) else {
             drop(state);
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.misses.fetch_add(1, Ordering::AcqRel);
             return None;
         };
         let frame = &mut state.frames[index];

@@ -54,6 +54,17 @@ pub enum Error {
     /// The caller passed an argument the engine cannot accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A file was written in a format this build does not read: by an older or a newer
+    /// version of mentedb-storage. Nothing was changed.
+    #[error("{file} is in format version {found}, written by {}; this build reads version {supported} only", if found > supported { "a newer mentedb-storage" } else { "an older mentedb-storage" })]
+    UnsupportedFormat {
+        /// The file.
+        file: String,
+        /// The format version it carries.
+        found: u8,
+        /// The version this build reads and writes.
+        supported: u8,
+    },
     /// The engine was closed.
     #[error("the storage engine is closed")]
     Closed,
@@ -92,6 +103,15 @@ impl Error {
                 limit: *limit,
             },
             Error::InvalidArgument(detail) => Error::InvalidArgument(detail.clone()),
+            Error::UnsupportedFormat {
+                file,
+                found,
+                supported,
+            } => Error::UnsupportedFormat {
+                file: file.clone(),
+                found: *found,
+                supported: *supported,
+            },
             Error::Closed => Error::Closed,
             Error::Poisoned(reason) => Error::Poisoned(reason.clone()),
         }

@@ -48,6 +48,7 @@ pub mod buffer;
 pub mod engine;
 pub mod error;
 pub mod failpoints;
+pub mod handle_page;
 pub mod memory;
 pub mod page;
 pub mod pager;
@@ -55,17 +56,18 @@ pub mod record_id;
 pub mod record_map;
 pub mod sched;
 pub mod slotted;
+pub mod space_map;
 pub mod types;
 pub mod vfs;
 pub mod wal;
 
 // Re-export key types at crate root for convenience.
 pub use buffer::{BufferPool, BufferStats};
-pub use engine::{Options, ScanIter, StorageEngine, SyncMode};
+pub use engine::{CompactReport, Options, ScanIter, StorageEngine, SyncMode, WriteOp};
 pub use error::{Error, Result};
 pub use memory::{MemoryNode, MemoryType};
 pub use page::{Lsn, PAGE_DATA_SIZE, PAGE_SIZE, Page, PageHeader, PageId, PageType};
-pub use record_id::RecordId;
+pub use record_id::{DatabaseId, ParseRecordIdError, RecordId, Serial};
 pub use record_map::RecordMapStats;
 pub use types::{AgentId, MemoryId, Timestamp};
 pub use wal::{Wal, WalEntry, WalEntryType};

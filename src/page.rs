@@ -11,8 +11,10 @@
 //!      6    2 reserved     zero
 //!      8    8 page_id      where this page belongs in the file
 //!     16    8 lsn          LSN of the last change applied to this page
-//!     24    8 next         overflow: next page of the chain; free: next free page; else 0
-//!     32    4 count        data: slot count; overflow: bytes used in this page
+//!     24    8 next         overflow: next page of the chain; handle page: the lowest slot
+//!                          that may be free; else 0
+//!     32    4 count        data: slot count; overflow: bytes used in this page; handles:
+//!                          live home slots
 //!     36    4 record_end   data: end of the record area (records grow up from 48)
 //!     40    4 live_bytes   data: bytes held by live records (holes are the rest)
 //!     44    4 reserved     zero
@@ -32,8 +34,12 @@ pub const PAGE_SIZE: usize = 64 * 1024;
 pub const PAGE_HEADER_SIZE: usize = 48;
 /// Bytes available to a page's body after the header.
 pub const PAGE_DATA_SIZE: usize = PAGE_SIZE - PAGE_HEADER_SIZE;
-/// Version of the page format written by this crate.
-pub const PAGE_FORMAT_VERSION: u8 = 1;
+/// Version of the page format written by this crate. Version 2 (this one) keeps records in
+/// record pages behind handle pages, tracks space in a space map and names records by
+/// 128-bit handles with serials; version 1 (mentedb-storage before the space map) kept
+/// records in their home slots with per-slot generations and a free list. A page of another
+/// version is refused.
+pub const PAGE_FORMAT_VERSION: u8 = 2;
 /// Largest page id a record handle can name (page ids are kept to 32 bits).
 pub const PAGE_ID_MAX: u64 = u32::MAX as u64;
 
@@ -121,12 +127,16 @@ pub enum PageType {
     Unused = 0,
     /// One of the two meta pages (0 and 1).
     Meta = 1,
-    /// A slotted page of records.
+    /// A slotted page of records (a record page).
     Data = 2,
-    /// A piece of a record too large for a data page.
+    /// A piece of a record too large for a record page.
     Overflow = 3,
-    /// On the free list, waiting to be reused.
+    /// Free: waiting to be reused as any kind of page.
     Free = 4,
+    /// A page of the space map (one byte per page: free, or how much room it has).
+    SpaceMap = 5,
+    /// A handle page: the home slots that record handles name.
+    Handles = 6,
 }
 
 impl PageType {
@@ -138,6 +148,8 @@ impl PageType {
             2 => Some(PageType::Data),
             3 => Some(PageType::Overflow),
             4 => Some(PageType::Free),
+            5 => Some(PageType::SpaceMap),
+            6 => Some(PageType::Handles),
             _ => None,
         }
     }
@@ -268,6 +280,14 @@ impl Page {
         let mut raw = [0u8; 8];
         raw.copy_from_slice(&self.bytes[offset..offset + 8]);
         u64::from_le_bytes(raw)
+    }
+
+    pub(crate) fn get_u16(&self, offset: usize) -> u16 {
+        u16::from_le_bytes([self.bytes[offset], self.bytes[offset + 1]])
+    }
+
+    pub(crate) fn put_u16(&mut self, offset: usize, value: u16) {
+        self.bytes[offset..offset + 2].copy_from_slice(&value.to_le_bytes());
     }
 
     pub(crate) fn put_u32(&mut self, offset: usize, value: u32) {

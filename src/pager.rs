@@ -12,16 +12,22 @@
 //! ```
 //!
 //! # Allocation state
-//! `page_count u64, free_head u64, free_count u64, insert_hint u64` (32 bytes). It is the
+//! `page_count u64, free_pages u64, serial_next u64, serial_limit u64, database_id u32,
+//! reserved u32, record_hint u64, handle_hint u64, reserved u64` (64 bytes). It is the
 //! payload of every WAL commit frame too, so between checkpoints the newest committed frame
-//! says how many pages exist and where the free list starts.
+//! says how many pages exist, how many of them are free, which serials are handed out and
+//! reserved, and which pages new records and handles try first. Which pages are free and
+//! which have room is in the space map (`space_map`), not here.
 //!
-//! # Free list
-//! A free page has type `Free` and its `next` header field names the next free page (0 ends
-//! the list). Pages 0 and 1 are never free, so 0 can mean "none".
+//! # Serials
+//! Serials below `serial_next` have been handed out. A commit may hand out serials only
+//! below `serial_limit`; one that needs more raises the limit and is made durable before it
+//! returns (in every sync mode). An open starts at the limit, so a serial handed out by a
+//! commit that a crash lost (acknowledged in `SyncMode::Normal`) is never handed out again.
 
 use crate::error::{DecodeError, Error, Result};
 use crate::page::{Lsn, PAGE_HEADER_SIZE, PAGE_SIZE, Page, PageId, PageType};
+use crate::record_id::{DatabaseId, SERIAL_MAX};
 use crate::vfs::{OpenMode, Vfs, VfsFile};
 use std::path::Path;
 
@@ -30,7 +36,7 @@ pub const PAGE_FILE_NAME: &str = "pages.db";
 /// First page id that can hold data (0 and 1 are meta pages).
 pub const FIRST_DATA_PAGE: PageId = PageId(2);
 /// Encoded size of [`AllocState`].
-pub const ALLOC_STATE_SIZE: usize = 32;
+pub const ALLOC_STATE_SIZE: usize = 64;
 /// How often a page read that fails its checksum is retried before it is reported as
 /// corruption (a concurrent checkpoint may be rewriting the page).
 pub const PAGE_READ_RETRIES_MAX: u32 = 16;
@@ -41,27 +47,36 @@ const META_OFFSET_GENERATION: usize = PAGE_HEADER_SIZE + 8;
 const META_OFFSET_CHECKPOINT_LSN: usize = PAGE_HEADER_SIZE + 16;
 const META_OFFSET_ALLOC: usize = PAGE_HEADER_SIZE + 24;
 
-/// Which pages exist and which are free.
+/// How many pages exist, how many are free, and the serials handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocState {
     /// Pages in the file, meta pages included.
     pub page_count: u64,
-    /// First free page (0 = none).
-    pub free_head: PageId,
-    /// Number of pages on the free list.
-    pub free_count: u64,
-    /// The data page new records try first.
-    pub insert_hint: PageId,
+    /// Pages the space map marks free.
+    pub free_pages: u64,
+    /// The next serial to hand out.
+    pub serial_next: u64,
+    /// Serials from here on are not reserved yet (see the module docs).
+    pub serial_limit: u64,
+    /// The database's identity (in every handle it issues).
+    pub database_id: DatabaseId,
+    /// The record page new records try first (0 = none).
+    pub record_hint: PageId,
+    /// The handle page new handles try first (0 = none).
+    pub handle_hint: PageId,
 }
 
 impl AllocState {
-    /// The state of a new, empty database.
-    pub fn empty() -> AllocState {
+    /// The state of a new, empty database with identity `database_id`.
+    pub fn empty(database_id: DatabaseId) -> AllocState {
         AllocState {
             page_count: FIRST_DATA_PAGE.0,
-            free_head: PageId(0),
-            free_count: 0,
-            insert_hint: PageId(0),
+            free_pages: 0,
+            serial_next: 1,
+            serial_limit: 1,
+            database_id,
+            record_hint: PageId(0),
+            handle_hint: PageId(0),
         }
     }
 
@@ -69,9 +84,12 @@ impl AllocState {
     pub fn encode(&self) -> [u8; ALLOC_STATE_SIZE] {
         let mut bytes = [0u8; ALLOC_STATE_SIZE];
         bytes[0..8].copy_from_slice(&self.page_count.to_le_bytes());
-        bytes[8..16].copy_from_slice(&self.free_head.0.to_le_bytes());
-        bytes[16..24].copy_from_slice(&self.free_count.to_le_bytes());
-        bytes[24..32].copy_from_slice(&self.insert_hint.0.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.free_pages.to_le_bytes());
+        bytes[16..24].copy_from_slice(&self.serial_next.to_le_bytes());
+        bytes[24..32].copy_from_slice(&self.serial_limit.to_le_bytes());
+        bytes[32..36].copy_from_slice(&self.database_id.0.to_le_bytes());
+        bytes[40..48].copy_from_slice(&self.record_hint.0.to_le_bytes());
+        bytes[48..56].copy_from_slice(&self.handle_hint.0.to_le_bytes());
         bytes
     }
 
@@ -90,10 +108,16 @@ impl AllocState {
         };
         let state = AllocState {
             page_count: field(0),
-            free_head: PageId(field(1)),
-            free_count: field(2),
-            insert_hint: PageId(field(3)),
+            free_pages: field(1),
+            serial_next: field(2),
+            serial_limit: field(3),
+            database_id: DatabaseId(field(4) as u32),
+            record_hint: PageId(field(5)),
+            handle_hint: PageId(field(6)),
         };
+        if field(4) >> 32 != 0 || field(7) != 0 {
+            return Err(DecodeError::new("allocation state has reserved bytes set"));
+        }
         state.check()?;
         Ok(state)
     }
@@ -103,10 +127,13 @@ impl AllocState {
             |page: PageId| page.0 == 0 || (page >= FIRST_DATA_PAGE && page.0 < self.page_count);
         let valid = self.page_count >= FIRST_DATA_PAGE.0
             && self.page_count <= crate::page::PAGE_ID_MAX
-            && in_file(self.free_head)
-            && in_file(self.insert_hint)
-            && self.free_count < self.page_count
-            && (self.free_head.0 == 0) == (self.free_count == 0);
+            && in_file(self.record_hint)
+            && in_file(self.handle_hint)
+            && self.free_pages < self.page_count
+            && (1..=SERIAL_MAX + 1).contains(&self.serial_next)
+            && self.serial_next <= self.serial_limit
+            && self.serial_limit <= SERIAL_MAX + 1
+            && self.database_id.0 != 0;
         if valid {
             Ok(())
         } else {
@@ -187,6 +214,21 @@ pub fn decode_meta_page(page: &Page, id: PageId) -> Result<Option<Meta>, DecodeE
         checkpoint_lsn,
         alloc,
     }))
+}
+
+/// Refuses a meta page that is intact but written in another page format (an older or a
+/// newer build): its version byte is covered by its checksum, so this is not damage.
+fn check_format(page: &Page) -> Result<()> {
+    let version = page.bytes()[5];
+    let intact = page.get_u32(0) == page.compute_crc();
+    if intact && version != 0 && version != crate::page::PAGE_FORMAT_VERSION {
+        return Err(Error::UnsupportedFormat {
+            file: PAGE_FILE_NAME.to_string(),
+            found: version,
+            supported: crate::page::PAGE_FORMAT_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// The open page file.
@@ -323,6 +365,7 @@ impl PageFile {
         let mut errors = Vec::new();
         for id in [PageId(0), PageId(1)] {
             let page = self.read_raw(id)?;
+            check_format(&page)?;
             match decode_meta_page(&page, id) {
                 Ok(Some(meta)) => found.push(meta),
                 Ok(None) => {}
@@ -343,6 +386,11 @@ impl PageFile {
         let mut page = encode_meta_page(meta);
         self.write_sealed(&mut page)?;
         self.sync()
+    }
+
+    /// Cuts (or extends) the page file to `len` bytes; durable after [`PageFile::sync`].
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        self.file.set_len(len).map_err(page_io("truncate"))
     }
 
     /// Length of the page file in bytes.
@@ -366,9 +414,12 @@ mod tests {
             checkpoint_lsn: Lsn(generation * 10),
             alloc: AllocState {
                 page_count: 9,
-                free_head: PageId(4),
-                free_count: 2,
-                insert_hint: PageId(3),
+                free_pages: 2,
+                serial_next: 40,
+                serial_limit: 1064,
+                database_id: DatabaseId(77),
+                record_hint: PageId(3),
+                handle_hint: PageId(4),
             },
         }
     }
@@ -390,13 +441,43 @@ mod tests {
     }
 
     #[test]
-    fn alloc_state_rejects_pointers_outside_the_file() {
+    fn alloc_state_rejects_pointers_outside_the_file_and_bad_serials() {
         let mut state = meta(1).alloc;
-        state.free_head = PageId(50);
+        state.record_hint = PageId(50);
         assert!(AllocState::decode(&state.encode()).is_err());
         let mut state = meta(1).alloc;
-        state.free_count = 0;
+        state.free_pages = 9;
         assert!(AllocState::decode(&state.encode()).is_err());
+        let mut state = meta(1).alloc;
+        state.serial_next = state.serial_limit + 1;
+        assert!(AllocState::decode(&state.encode()).is_err());
+        let mut state = meta(1).alloc;
+        state.database_id = DatabaseId(0);
+        assert!(AllocState::decode(&state.encode()).is_err());
+        assert_eq!(
+            AllocState::decode(&meta(1).alloc.encode()),
+            Ok(meta(1).alloc)
+        );
+    }
+
+    #[test]
+    fn a_meta_page_of_another_format_is_refused_as_such() {
+        let vfs = crate::vfs::MemFs::new();
+        vfs.create_dir_all(Path::new("/db")).expect("dir");
+        let file = PageFile::open(&vfs, Path::new("/db/pages.db")).expect("open");
+        let mut page = encode_meta_page(&meta(2));
+        page.bytes_mut()[5] = crate::page::PAGE_FORMAT_VERSION + 1;
+        page.seal();
+        file.file.write_all_at(page.bytes(), 0).expect("write");
+        match file.load_meta() {
+            Err(error @ Error::UnsupportedFormat { .. }) => {
+                assert!(
+                    error.to_string().contains("a newer mentedb-storage"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,91 +1,143 @@
 //! [`RecordId`]: the stable handle of a stored memory node.
 //!
-//! A handle is (page, slot, generation) packed into a `u64`:
+//! A handle is 128 bits:
 //!
 //! ```text
-//! bits 63..32  page id   (data page holding the record's home slot)
-//! bits 31..20  slot      (index in that page's slot directory, < SLOTS_PER_PAGE_MAX)
-//! bits 19..0   generation (bumped each time the slot is reused; 0 is never valid)
+//! bits 127..96  database id  (random at creation, kept by backups and restores)
+//! bits  95..64  home page    (the handle page holding the record's home slot)
+//! bits  63..48  home slot    (index in that page, < HOME_SLOTS_PER_PAGE)
+//! bits  47..0   serial       (never handed out twice in the database's life; 0 is invalid)
 //! ```
 //!
-//! The home slot never moves: when an update outgrows its page the record moves and the home
-//! slot forwards to it, so the handle stays valid for the record's life. A slot's generation
-//! only grows, and a slot whose generation is exhausted is retired instead of reused, so a
-//! stale handle can never name another record.
+//! Written as text (`Display`, `FromStr`) it is four hex groups, `dddddddd-pppppppp-ssss-
+//! nnnnnnnnnnnn`; as bytes ([`RecordId::to_bytes`]) 16 bytes little-endian.
+//!
+//! # Why a handle never names another record
+//! - Another database: the database id must match the one the handle is loaded in (a random
+//!   32-bit id: two databases share one with probability 2^-32).
+//! - A deleted record, a reused slot, a freed and reused page: the home slot stores the
+//!   serial of its occupant, and serials come from one counter of the database that only
+//!   grows. A slot or page used again holds a different serial, so the old handle misses.
+//! - Lost commits (a power loss in `SyncMode::Normal`, a failed `fdatasync`): serials are
+//!   handed out from a range reserved durably before use, and every open starts after the
+//!   reserved range, so a serial a lost commit handed out is never handed out again.
+//! - A restore from a backup: the restored database starts a new *epoch* of serials (the
+//!   top bits, see [`SERIAL_EPOCH_BITS`]), beyond anything the database could have handed
+//!   out after the backup was taken.
 
 use crate::page::{PAGE_ID_MAX, PageId};
 use std::fmt;
+use std::str::FromStr;
 
-/// Number of slots a data page may hold.
-pub const SLOTS_PER_PAGE_MAX: u32 = 1 << 12;
-/// Largest slot generation; a slot that reaches it is retired.
-pub const GENERATION_MAX: u32 = (1 << 20) - 1;
+/// Slots of one handle page (its slot directory fills the page body).
+pub const HOME_SLOTS_PER_PAGE: u32 = 4092;
+/// Largest serial (48 bits).
+pub const SERIAL_MAX: u64 = (1 << 48) - 1;
+/// Serials of one epoch: a restore starts the next epoch (at most `2^(48 - 38)` = 1,024
+/// restores, `2^38` serials each).
+pub const SERIAL_EPOCH_BITS: u32 = 38;
 
-const SLOT_SHIFT: u32 = 20;
-const PAGE_SHIFT: u32 = 32;
-const _: () = assert!(SLOTS_PER_PAGE_MAX as u64 <= 1 << (PAGE_SHIFT - SLOT_SHIFT));
-const _: () = assert!(PAGE_ID_MAX == (1u64 << (64 - PAGE_SHIFT)) - 1);
+const SLOT_SHIFT: u32 = 48;
+const PAGE_SHIFT: u32 = 64;
+const DATABASE_SHIFT: u32 = 96;
+const _: () = assert!(HOME_SLOTS_PER_PAGE < 1 << (PAGE_SHIFT - SLOT_SHIFT));
+const _: () = assert!(PAGE_ID_MAX == (1u64 << (DATABASE_SHIFT - PAGE_SHIFT)) - 1);
+const _: () = assert!(SERIAL_EPOCH_BITS < SLOT_SHIFT);
 
-/// Handle of a stored memory node. Convert it to a `u64` to keep it in your own indexes.
+/// The identity of one database, chosen at random when it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DatabaseId(pub u32);
+
+/// A record's serial: unique in the life of its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Serial(pub u64);
+
+impl Serial {
+    /// True if the serial can name a record (1..=[`SERIAL_MAX`]).
+    pub fn is_valid(self) -> bool {
+        (1..=SERIAL_MAX).contains(&self.0)
+    }
+
+    /// The epoch the serial belongs to.
+    pub fn epoch(self) -> u64 {
+        self.0 >> SERIAL_EPOCH_BITS
+    }
+
+    /// The first serial of the epoch after this one's (`None` past the last epoch).
+    pub fn next_epoch(self) -> Option<Serial> {
+        let next = (self.epoch() + 1) << SERIAL_EPOCH_BITS;
+        (next <= SERIAL_MAX).then_some(Serial(next))
+    }
+}
+
+/// Handle of a stored memory node. Keep it as a `u128`, 16 bytes or its text form.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RecordId(u64);
+pub struct RecordId(u128);
 
 impl RecordId {
-    /// Builds a handle; `None` if a part is out of range or the generation is 0.
-    pub fn new(page: PageId, slot: u32, generation: u32) -> Option<RecordId> {
-        let in_range = page.0 <= PAGE_ID_MAX
-            && slot < SLOTS_PER_PAGE_MAX
-            && (1..=GENERATION_MAX).contains(&generation);
+    /// Builds a handle; `None` if a part is out of range or the serial is 0.
+    pub fn new(database: DatabaseId, page: PageId, slot: u32, serial: Serial) -> Option<RecordId> {
+        let in_range = page.0 <= PAGE_ID_MAX && slot < HOME_SLOTS_PER_PAGE && serial.is_valid();
         in_range.then(|| {
-            RecordId(page.0 << PAGE_SHIFT | u64::from(slot) << SLOT_SHIFT | u64::from(generation))
+            RecordId(
+                u128::from(database.0) << DATABASE_SHIFT
+                    | u128::from(page.0) << PAGE_SHIFT
+                    | u128::from(slot) << SLOT_SHIFT
+                    | u128::from(serial.0),
+            )
         })
     }
 
-    /// The data page holding the record's home slot.
+    /// The database the handle was issued by.
+    pub fn database(self) -> DatabaseId {
+        DatabaseId((self.0 >> DATABASE_SHIFT) as u32)
+    }
+
+    /// The handle page holding the record's home slot.
     pub fn page_id(self) -> PageId {
-        PageId(self.0 >> PAGE_SHIFT)
+        PageId(((self.0 >> PAGE_SHIFT) as u64) & PAGE_ID_MAX)
     }
 
-    /// The slot index in that page.
+    /// The home slot's index in that page.
     pub fn slot(self) -> u32 {
-        ((self.0 >> SLOT_SHIFT) as u32) & (SLOTS_PER_PAGE_MAX - 1)
+        ((self.0 >> SLOT_SHIFT) as u32) & 0xffff
     }
 
-    /// The slot generation the handle was issued for.
-    pub fn generation(self) -> u32 {
-        (self.0 as u32) & GENERATION_MAX
+    /// The record's serial.
+    pub fn serial(self) -> Serial {
+        Serial((self.0 as u64) & SERIAL_MAX)
     }
 
-    /// The handle as a `u64`.
-    pub fn to_u64(self) -> u64 {
+    /// The handle as a `u128`.
+    pub fn to_u128(self) -> u128 {
         self.0
     }
 
-    /// Rebuilds a handle from [`RecordId::to_u64`]. Any `u64` is accepted: a value that names
-    /// no live record makes loads fail with `Error::NotFound`.
-    pub fn from_u64(raw: u64) -> RecordId {
+    /// Rebuilds a handle from [`RecordId::to_u128`]. Any value is accepted: one that names no
+    /// live record of the database makes loads fail with `Error::NotFound`.
+    pub fn from_u128(raw: u128) -> RecordId {
         RecordId(raw)
     }
 
-    /// The handle as 8 little-endian bytes.
-    pub fn to_bytes(self) -> [u8; 8] {
+    /// The handle as 16 little-endian bytes.
+    pub fn to_bytes(self) -> [u8; 16] {
         self.0.to_le_bytes()
     }
 
     /// Rebuilds a handle from [`RecordId::to_bytes`].
-    pub fn from_bytes(bytes: [u8; 8]) -> RecordId {
-        RecordId(u64::from_le_bytes(bytes))
+    pub fn from_bytes(bytes: [u8; 16]) -> RecordId {
+        RecordId(u128::from_le_bytes(bytes))
     }
 }
 
-impl From<RecordId> for u64 {
-    fn from(id: RecordId) -> u64 {
+impl From<RecordId> for u128 {
+    fn from(id: RecordId) -> u128 {
         id.0
     }
 }
 
-impl From<u64> for RecordId {
-    fn from(raw: u64) -> RecordId {
+impl From<u128> for RecordId {
+    fn from(raw: u128) -> RecordId {
         RecordId(raw)
     }
 }
@@ -94,10 +146,10 @@ impl fmt::Debug for RecordId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             formatter,
-            "RecordId(page {}, slot {}, gen {})",
+            "RecordId(page {}, slot {}, serial {})",
             self.page_id().0,
             self.slot(),
-            self.generation()
+            self.serial().0
         )
     }
 }
@@ -106,11 +158,48 @@ impl fmt::Display for RecordId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             formatter,
-            "{}:{}:{}",
+            "{:08x}-{:08x}-{:04x}-{:012x}",
+            self.database().0,
             self.page_id().0,
             self.slot(),
-            self.generation()
+            self.serial().0
         )
+    }
+}
+
+/// Why a text is not a [`RecordId`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseRecordIdError(String);
+
+impl fmt::Display for ParseRecordIdError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "not a record handle: {}", self.0)
+    }
+}
+
+impl std::error::Error for ParseRecordIdError {}
+
+impl FromStr for RecordId {
+    type Err = ParseRecordIdError;
+
+    /// Parses the text form written by `Display` (four hex groups of 8, 8, 4 and 12 digits).
+    fn from_str(text: &str) -> Result<RecordId, ParseRecordIdError> {
+        let error = |detail: &str| ParseRecordIdError(format!("'{text}': {detail}"));
+        let groups: Vec<&str> = text.trim().split('-').collect();
+        let widths = [8, 8, 4, 12];
+        if groups.len() != widths.len() {
+            return Err(error("expected four groups separated by '-'"));
+        }
+        let mut raw: u128 = 0;
+        for (group, width) in groups.iter().zip(widths) {
+            if group.len() != width || !group.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+                return Err(error(&format!("'{group}' is not {width} hex digits")));
+            }
+            let value =
+                u64::from_str_radix(group, 16).map_err(|parse| error(&parse.to_string()))?;
+            raw = raw << (width * 4) | u128::from(value);
+        }
+        Ok(RecordId(raw))
     }
 }
 
@@ -119,20 +208,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parts_round_trip_through_u64_and_bytes() {
-        let id = RecordId::new(PageId(123_456), 4095, GENERATION_MAX).expect("in range");
+    fn parts_round_trip_through_u128_bytes_and_text() {
+        let id = RecordId::new(
+            DatabaseId(0xdead_beef),
+            PageId(123_456),
+            HOME_SLOTS_PER_PAGE - 1,
+            Serial(SERIAL_MAX),
+        )
+        .expect("in range");
+        assert_eq!(id.database(), DatabaseId(0xdead_beef));
         assert_eq!(id.page_id(), PageId(123_456));
-        assert_eq!(id.slot(), 4095);
-        assert_eq!(id.generation(), GENERATION_MAX);
-        assert_eq!(RecordId::from_u64(id.to_u64()), id);
+        assert_eq!(id.slot(), HOME_SLOTS_PER_PAGE - 1);
+        assert_eq!(id.serial(), Serial(SERIAL_MAX));
+        assert_eq!(RecordId::from_u128(id.to_u128()), id);
         assert_eq!(RecordId::from_bytes(id.to_bytes()), id);
+        assert_eq!(id.to_string(), "deadbeef-0001e240-0ffb-ffffffffffff");
+        assert_eq!(id.to_string().parse::<RecordId>(), Ok(id));
     }
 
     #[test]
     fn out_of_range_parts_are_refused() {
-        assert!(RecordId::new(PageId(PAGE_ID_MAX + 1), 0, 1).is_none());
-        assert!(RecordId::new(PageId(2), SLOTS_PER_PAGE_MAX, 1).is_none());
-        assert!(RecordId::new(PageId(2), 0, 0).is_none());
-        assert!(RecordId::new(PageId(2), 0, GENERATION_MAX + 1).is_none());
+        let db = DatabaseId(1);
+        assert!(RecordId::new(db, PageId(PAGE_ID_MAX + 1), 0, Serial(1)).is_none());
+        assert!(RecordId::new(db, PageId(2), HOME_SLOTS_PER_PAGE, Serial(1)).is_none());
+        assert!(RecordId::new(db, PageId(2), 0, Serial(0)).is_none());
+        assert!(RecordId::new(db, PageId(2), 0, Serial(SERIAL_MAX + 1)).is_none());
+    }
+
+    #[test]
+    fn bad_text_is_refused_with_the_reason() {
+        for text in [
+            "",
+            "deadbeef-0001e240-0ffb",
+            "deadbeef-0001e240-0ffb-fffffffffffff",
+            "deadbeeg-0001e240-0ffb-ffffffffffff",
+            "+eadbeef-0001e240-0ffb-ffffffffffff",
+        ] {
+            assert!(text.parse::<RecordId>().is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_restore_epoch_starts_above_every_serial_of_the_last() {
+        let serial = Serial((3 << SERIAL_EPOCH_BITS) + 12_345);
+        let next = serial.next_epoch().expect("room");
+        assert_eq!(next.epoch(), 4);
+        assert!(next > serial);
+        assert_eq!(Serial(SERIAL_MAX).next_epoch(), None);
     }
 }

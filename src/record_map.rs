@@ -1,11 +1,11 @@
-//! Record maps of evicted pages: where each record of a data page lies and the checksum of
-//! its bytes, kept after the buffer pool dropped the page, so that a load that misses the
-//! pool reads the one record it needs instead of the whole 64 KiB page.
+//! Record maps of evicted pages: where each record of a record page lies and the checksum
+//! of its bytes, kept after the buffer pool dropped the page, so that a load that misses
+//! the pool reads the one record it needs instead of the whole 64 KiB page.
 //!
 //! # What it owns
 //!
-//! For each remembered data page, the page's LSN and, per slot, the generation, offset,
-//! length and CRC32 of the record if it is an inline record in its home slot. Maps are made
+//! For each remembered record page, the page's LSN and, per slot, the owner's serial and
+//! the offset, length and CRC32 of the record if it is inline. Maps are made
 //! from page copies the buffer pool held, which were verified when they entered it (read
 //! whole from `pages.db` and checksummed, rebuilt from checksummed WAL frames, or written
 //! by this engine). At most `budget_bytes` of maps are kept; the oldest go first.
@@ -15,7 +15,7 @@
 //! - A map answers only for the page version it was made from. The reader compares the
 //!   LSN in the page's header on disk with the map's and the CRC32 of the record bytes it
 //!   read with the map's (see `Inner::load_from_map`). Any difference, an I/O error, and
-//!   anything but an inline record at its home slot send the reader to the whole-page path,
+//!   anything but an inline record of the owner asked for send the reader to the whole-page path,
 //!   which verifies the page checksum and reports corruption. Bytes returned through a map
 //!   are therefore byte for byte the bytes that were verified when the page was cached.
 //! - Correctness never depends on a map being forgotten: a page changes only by a commit,
@@ -24,7 +24,7 @@
 //!   and the eviction queue never holds more than twice the maps plus a constant.
 
 use crate::page::{Lsn, Page, PageId, PageIdHashing, PageType};
-use crate::record_id::RecordId;
+use crate::record_id::Serial;
 use crate::slotted::{self, SlotContent};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -33,7 +33,7 @@ use std::sync::{Mutex, MutexGuard};
 /// its place in the queue, and the table's spare capacity.
 pub const MAP_OVERHEAD_SIZE: usize = 96;
 
-/// Length marking an entry whose slot holds no inline home record.
+/// Length marking an entry whose slot holds no inline record.
 const NOT_INLINE: u32 = u32::MAX;
 
 /// Queue entries allowed beyond twice the maps before the queue is compacted.
@@ -51,10 +51,10 @@ pub const PROMOTION_WINDOW_LOOKUPS: u64 = 256;
 /// One slot of a remembered page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
-    generation: u32,
+    serial: Serial,
     offset: u32,
-    /// [`NOT_INLINE`] if the slot is free, retired, forwarded, moved in or in an overflow
-    /// chain: the whole-page path handles those.
+    /// [`NOT_INLINE`] if the slot is free or its record in an overflow chain: the
+    /// whole-page path handles those.
     len: u32,
     crc: u32,
 }
@@ -62,7 +62,7 @@ struct Entry {
 /// Bytes one slot costs in a map.
 pub const ENTRY_SIZE: usize = size_of::<Entry>();
 
-const _: () = assert!(ENTRY_SIZE == 16);
+const _: () = assert!(ENTRY_SIZE == 24);
 
 /// The records of one data page version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +89,7 @@ pub struct RecordLocation {
 }
 
 impl RecordMap {
-    /// The map of a data page, or `None` for any other page or a directory that does not
+    /// The map of a record page, or `None` for any other page or a directory that does not
     /// decode (the whole-page path reports that).
     pub fn of(page: &Page) -> Option<RecordMap> {
         if page.page_type() != Some(PageType::Data) {
@@ -100,17 +100,17 @@ impl RecordMap {
         for index in 0..count {
             let slot = slotted::read_slot(page, index).ok()?;
             let entry = match slot.content {
-                SlotContent::Inline { offset, len } if !slot.moved_in && len != NOT_INLINE => {
+                SlotContent::Inline { offset, len } if len != NOT_INLINE => {
                     let bytes = slotted::inline_bytes(page, offset, len);
                     Entry {
-                        generation: slot.generation,
+                        serial: slot.owner.serial,
                         offset,
                         len,
                         crc: crc32fast::hash(bytes),
                     }
                 }
                 _ => Entry {
-                    generation: slot.generation,
+                    serial: Serial(0),
                     offset: 0,
                     len: NOT_INLINE,
                     crc: 0,
@@ -126,10 +126,10 @@ impl RecordMap {
         })
     }
 
-    /// Where the record `id` names lies, if it is an inline record at its home slot.
-    pub fn locate(&self, id: RecordId) -> Option<RecordLocation> {
-        let entry = self.entries.get(id.slot() as usize)?;
-        if entry.len == NOT_INLINE || entry.generation != id.generation() {
+    /// Where the record with `serial` in slot `slot` lies, if it is an inline record.
+    pub fn locate(&self, slot: u32, serial: Serial) -> Option<RecordLocation> {
+        let entry = self.entries.get(slot as usize)?;
+        if entry.len == NOT_INLINE || entry.serial != serial {
             return None;
         }
         Some(RecordLocation {
@@ -221,15 +221,15 @@ impl RecordMaps {
         state.check(self.budget_bytes);
     }
 
-    /// Where the record `id` names lies on disk, if its page's map knows it and the page
-    /// is not hot (see [`PROMOTION_HITS`]): `None` sends the reader to the whole page,
-    /// which the pool then caches.
-    pub fn locate(&self, id: RecordId) -> Option<RecordLocation> {
+    /// Where the record with `serial` in slot `slot` of record page `page` lies on disk,
+    /// if the page's map knows it and the page is not hot (see [`PROMOTION_HITS`]): `None`
+    /// sends the reader to the whole page, which the pool then caches.
+    pub fn locate(&self, page: PageId, slot: u32, serial: Serial) -> Option<RecordLocation> {
         let mut state = self.lock();
         state.lookups += 1;
         let tick = state.lookups;
-        let (_, map) = state.maps.get_mut(&id.page_id())?;
-        let location = map.locate(id)?;
+        let (_, map) = state.maps.get_mut(&page)?;
+        let location = map.locate(slot, serial)?;
         if tick - map.window_start > PROMOTION_WINDOW_LOOKUPS || map.window_hits == 0 {
             map.window_start = tick;
             map.window_hits = 0;

@@ -1,27 +1,40 @@
 use super::*;
 use crate::page::PAGE_SIZE;
-use crate::slotted::SlotPayload;
+use crate::slotted::{Owner, SlotPayload};
 
-fn data_page(id: u64, records: &[&[u8]]) -> (Page, Vec<RecordId>) {
+/// A record in a page: its slot and serial.
+type Placed = (u32, Serial);
+
+fn owner(serial: u64) -> Owner {
+    Owner {
+        home_page: PageId(3),
+        home_slot: serial as u32,
+        serial: Serial(serial),
+    }
+}
+
+fn data_page(id: u64, records: &[&[u8]]) -> (Page, Vec<Placed>) {
     let mut page = slotted::new_data_page(PageId(id));
-    let ids = records
+    let placed = records
         .iter()
-        .map(|record| {
-            let (slot, generation) =
-                slotted::insert(&mut page, SlotPayload::Inline(record), false).expect("fits");
-            RecordId::new(PageId(id), slot, generation).expect("valid handle")
+        .enumerate()
+        .map(|(index, record)| {
+            let serial = index as u64 + 1;
+            let slot = slotted::insert(&mut page, SlotPayload::Inline(record), owner(serial))
+                .expect("fits");
+            (slot, Serial(serial))
         })
         .collect();
     page.set_lsn(Lsn(77));
-    (page, ids)
+    (page, placed)
 }
 
 #[test]
 fn a_map_locates_each_inline_record_with_the_checksum_of_its_bytes() {
-    let (page, ids) = data_page(5, &[b"first record", b"second", &[9u8; 3000]]);
-    let map = RecordMap::of(&page).expect("a data page has a map");
-    for id in &ids {
-        let location = map.locate(*id).expect("inline home record");
+    let (page, placed) = data_page(5, &[b"first record", b"second", &[9u8; 3000]]);
+    let map = RecordMap::of(&page).expect("a record page has a map");
+    for (slot, serial) in &placed {
+        let location = map.locate(*slot, *serial).expect("inline record");
         let bytes = &page.bytes()[location.offset as usize..][..location.len as usize];
         assert_eq!(location.lsn, Lsn(77));
         assert_eq!(location.crc, crc32fast::hash(bytes));
@@ -30,24 +43,32 @@ fn a_map_locates_each_inline_record_with_the_checksum_of_its_bytes() {
 }
 
 #[test]
-fn a_map_does_not_answer_for_stale_generations_free_slots_or_forwards() {
-    let (mut page, ids) = data_page(5, &[b"one", b"two", b"three"]);
-    slotted::remove(&mut page, ids[0].slot()).expect("removes");
-    let forward = RecordId::new(PageId(9), 0, 1).expect("valid");
-    slotted::replace(&mut page, ids[1].slot(), SlotPayload::Forward(forward)).expect("replaces");
+fn a_map_does_not_answer_for_other_serials_free_slots_or_overflow_records() {
+    let (mut page, placed) = data_page(5, &[b"one", b"two", b"three"]);
+    slotted::remove(&mut page, placed[0].0).expect("removes");
+    slotted::replace(
+        &mut page,
+        placed[1].0,
+        SlotPayload::Overflow {
+            first: PageId(9),
+            len: 70_000,
+        },
+    )
+    .expect("replaces");
     let map = RecordMap::of(&page).expect("map");
-    assert_eq!(map.locate(ids[0]), None, "deleted");
-    assert_eq!(map.locate(ids[1]), None, "forwarded");
-    assert!(map.locate(ids[2]).is_some());
-    let wrong_generation =
-        RecordId::new(PageId(5), ids[2].slot(), ids[2].generation() + 1).expect("valid");
-    assert_eq!(map.locate(wrong_generation), None);
-    let past_the_directory = RecordId::new(PageId(5), 40, 1).expect("valid");
-    assert_eq!(map.locate(past_the_directory), None);
+    assert_eq!(map.locate(placed[0].0, placed[0].1), None, "deleted");
+    assert_eq!(
+        map.locate(placed[1].0, placed[1].1),
+        None,
+        "in an overflow chain"
+    );
+    assert!(map.locate(placed[2].0, placed[2].1).is_some());
+    assert_eq!(map.locate(placed[2].0, Serial(placed[2].1.0 + 1)), None);
+    assert_eq!(map.locate(40, Serial(1)), None, "past the directory");
 }
 
 #[test]
-fn only_data_pages_with_a_sound_directory_have_maps() {
+fn only_record_pages_with_a_sound_directory_have_maps() {
     assert_eq!(
         RecordMap::of(&Page::new(PageId(3), PageType::Overflow)),
         None
@@ -61,7 +82,7 @@ fn only_data_pages_with_a_sound_directory_have_maps() {
 
 #[test]
 fn maps_stay_within_the_budget_and_the_oldest_go_first() {
-    let (page, ids) = data_page(5, &[b"a", b"b"]);
+    let (page, placed) = data_page(5, &[b"a", b"b"]);
     let map = RecordMap::of(&page).expect("map");
     let maps = RecordMaps::new(3 * map.size());
     for id in 0..10 {
@@ -71,9 +92,7 @@ fn maps_stay_within_the_budget_and_the_oldest_go_first() {
         assert!(count <= 3);
     }
     assert_eq!(maps.usage().0, 3);
-    let located = |page: u64| {
-        maps.locate(RecordId::new(PageId(page), ids[0].slot(), ids[0].generation()).expect("valid"))
-    };
+    let located = |page: u64| maps.locate(PageId(page), placed[0].0, placed[0].1);
     assert!(located(9).is_some() && located(7).is_some());
     assert!(located(6).is_none(), "evicted first");
     maps.forget(PageId(9));
@@ -97,33 +116,41 @@ fn remembering_one_page_again_and_again_keeps_the_queue_bounded() {
 
 #[test]
 fn a_budget_of_zero_keeps_nothing() {
-    let (page, ids) = data_page(5, &[b"a"]);
+    let (page, placed) = data_page(5, &[b"a"]);
     let maps = RecordMaps::new(0);
     assert!(!maps.is_enabled());
     maps.remember(PageId(5), RecordMap::of(&page).expect("map"));
-    assert_eq!(maps.locate(ids[0]), None);
+    assert_eq!(maps.locate(PageId(5), placed[0].0, placed[0].1), None);
 }
 
 #[test]
 fn a_page_looked_up_again_soon_is_declined_so_it_is_cached_whole() {
-    let (page, ids) = data_page(5, &[b"a", b"b"]);
+    let (page, placed) = data_page(5, &[b"a", b"b"]);
     let map = RecordMap::of(&page).expect("map");
     let maps = RecordMaps::new(1 << 20);
     for other in 100..400 {
         maps.remember(PageId(other), map.clone());
     }
     maps.remember(PageId(5), map);
-    assert!(maps.locate(ids[0]).is_some(), "first read through the map");
+    let (first, second) = (placed[0], placed[1]);
     assert!(
-        maps.locate(ids[1]).is_none(),
+        maps.locate(PageId(5), first.0, first.1).is_some(),
+        "first read through the map"
+    );
+    assert!(
+        maps.locate(PageId(5), second.0, second.1).is_none(),
         "second read soon after: promoted"
     );
-    assert!(maps.locate(ids[1]).is_some(), "a new window starts");
+    assert!(
+        maps.locate(PageId(5), second.0, second.1).is_some(),
+        "a new window starts"
+    );
     // Lookups spread over many pages are answered, each page seen rarely.
-    let slot = (ids[0].slot(), ids[0].generation());
-    let spread = |page: u64| RecordId::new(PageId(page), slot.0, slot.1).expect("valid");
     let answered = (0..3_000u64)
-        .filter(|turn| maps.locate(spread(100 + turn * 7 % 300)).is_some())
+        .filter(|turn| {
+            maps.locate(PageId(100 + turn * 7 % 300), first.0, first.1)
+                .is_some()
+        })
         .count();
     assert!(answered > 2_900, "{answered} of 3000");
 }

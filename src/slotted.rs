@@ -1,51 +1,52 @@
-//! The slotted layout of data pages: many records share one page.
+//! The slotted layout of record pages: many records share one page.
 //!
-//! # Byte layout of a data page's body
+//! Records live in record pages (page type `Data`); a handle names the record's *home slot*
+//! in a handle page (`handle_page`), which points here. Every record slot carries its
+//! owner, the home slot and serial it belongs to, so a reader that followed a home slot
+//! can tell that what it found is still that record, and a scan or a compaction can find
+//! the home slot of what it meets.
+//!
+//! # Byte layout of a record page's body
 //!
 //! ```text
 //! 48 .. record_end                       record bytes, packed upwards (with holes)
-//! record_end .. PAGE_SIZE - count*16     free space
-//! PAGE_SIZE - (i+1)*16                   slot i (the directory grows downwards)
+//! record_end .. PAGE_SIZE - count*24     free space
+//! PAGE_SIZE - (i+1)*24                   slot i (the directory grows downwards)
 //! ```
 //!
-//! A slot is 16 bytes: `kind u8, flags u8, reserved u16, generation u32, a u32, b u32`.
+//! A slot is 24 bytes: `kind u8, reserved u8, home_slot u16, home_page u32, serial u64,
+//! a u32, b u32`.
 //!
 //! | kind | meaning | a | b |
 //! |---|---|---|---|
-//! | 0 free | reusable; keeps its last generation | - | - |
+//! | 0 free | reusable | - | - |
 //! | 1 inline | record bytes in this page | offset | length |
 //! | 2 overflow | record bytes in an overflow chain | first page | length |
-//! | 3 forward | the record moved; follow the handle | handle low 32 bits | handle high 32 bits |
-//! | 4 retired | generation exhausted; never reused | - | - |
 //!
-//! Flag bit 0 (`moved_in`) marks a slot holding a record that moved here from its home
-//! slot: it is reached only through its home slot's forward, never by a user handle, and
-//! scans skip it.
-//!
-//! Invariants kept by every mutation: `48 <= record_end <= PAGE_SIZE - count*16`; every
+//! Invariants kept by every mutation: `48 <= record_end <= PAGE_SIZE - count*24`; every
 //! inline record lies inside `48..record_end`; `live_bytes` is the sum of inline lengths;
-//! records never overlap. Readers do not trust them: every slot and range is bounds-checked
-//! when read, so a damaged page gives a [`DecodeError`], never a panic.
+//! records never overlap; the last slot of the directory is never free (trailing free slots
+//! are dropped). Readers do not trust them: every slot and range is bounds-checked when
+//! read, so a damaged page gives a [`DecodeError`], never a panic.
 
 use crate::error::DecodeError;
 use crate::page::{PAGE_HEADER_SIZE, PAGE_SIZE, Page, PageId, PageType};
-use crate::record_id::{GENERATION_MAX, RecordId, SLOTS_PER_PAGE_MAX};
+use crate::record_id::{HOME_SLOTS_PER_PAGE, Serial};
 
 /// Size of one slot directory entry.
-pub const SLOT_SIZE: usize = 16;
-/// Records larger than this go to an overflow chain instead of a data page, so that data
-/// pages keep packing many records.
+pub const SLOT_SIZE: usize = 24;
+/// Records larger than this go to an overflow chain instead of a record page, so that
+/// record pages keep packing many records.
 pub const INLINE_RECORD_MAX: usize = 16 * 1024;
+/// Most slots a record page holds.
+pub const RECORD_SLOTS_PER_PAGE_MAX: u32 = 2048;
 
 const _: () = assert!(INLINE_RECORD_MAX + SLOT_SIZE < PAGE_SIZE - PAGE_HEADER_SIZE);
-const _: () = assert!(SLOTS_PER_PAGE_MAX as usize * SLOT_SIZE <= PAGE_SIZE);
+const _: () = assert!(RECORD_SLOTS_PER_PAGE_MAX as usize * SLOT_SIZE <= PAGE_SIZE);
 
 const KIND_FREE: u8 = 0;
 const KIND_INLINE: u8 = 1;
 const KIND_OVERFLOW: u8 = 2;
-const KIND_FORWARD: u8 = 3;
-const KIND_RETIRED: u8 = 4;
-const FLAG_MOVED_IN: u8 = 1;
 
 /// What a slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,10 +67,17 @@ pub enum SlotContent {
         /// Total record length.
         len: u32,
     },
-    /// The record lives at another slot.
-    Forward(RecordId),
-    /// Never reused again.
-    Retired,
+}
+
+/// The home slot (and serial) a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Owner {
+    /// The handle page of its home slot.
+    pub home_page: PageId,
+    /// The home slot's index.
+    pub home_slot: u32,
+    /// The record's serial.
+    pub serial: Serial,
 }
 
 /// A decoded slot.
@@ -77,10 +85,8 @@ pub enum SlotContent {
 pub struct Slot {
     /// What it holds.
     pub content: SlotContent,
-    /// Generation of the current (or last) occupant.
-    pub generation: u32,
-    /// True if this slot holds a record moved here from its home slot.
-    pub moved_in: bool,
+    /// Whose record it is (meaningless for a free slot).
+    pub owner: Owner,
 }
 
 /// What to put into a slot.
@@ -95,15 +101,13 @@ pub enum SlotPayload<'a> {
         /// Total record length.
         len: u32,
     },
-    /// A forward to where the record now lives.
-    Forward(RecordId),
 }
 
 impl SlotPayload<'_> {
     fn inline_len(&self) -> usize {
         match self {
             SlotPayload::Inline(bytes) => bytes.len(),
-            _ => 0,
+            SlotPayload::Overflow { .. } => 0,
         }
     }
 }
@@ -116,21 +120,21 @@ fn directory_start(page: &Page) -> usize {
     PAGE_SIZE - page.count() as usize * SLOT_SIZE
 }
 
-/// A new, empty data page.
+/// A new, empty record page.
 pub fn new_data_page(page_id: PageId) -> Page {
     Page::new(page_id, PageType::Data)
 }
 
-/// Checks the page-level fields of a data page.
+/// Checks the page-level fields of a record page.
 pub fn check_data_page(page: &Page) -> Result<(), DecodeError> {
     if page.page_type() != Some(PageType::Data) {
         return Err(DecodeError::new(format!(
-            "expected a data page, found type {:?}",
+            "expected a record page, found type {:?}",
             page.page_type()
         )));
     }
     let count = page.count();
-    if count > SLOTS_PER_PAGE_MAX {
+    if count > RECORD_SLOTS_PER_PAGE_MAX {
         return Err(DecodeError::new(format!(
             "slot count {count} over the limit"
         )));
@@ -160,15 +164,17 @@ pub fn read_slot(page: &Page, index: u32) -> Result<Slot, DecodeError> {
         return Err(DecodeError::new(format!("slot {index} past the directory")));
     }
     let position = slot_position(index);
-    let bytes = &page.bytes()[position..position + SLOT_SIZE];
-    let generation = page.get_u32(position + 4);
-    let field_a = page.get_u32(position + 8);
-    let field_b = page.get_u32(position + 12);
-    let content = match bytes[0] {
+    let kind = page.bytes()[position];
+    let home_slot = u32::from(page.get_u16(position + 2));
+    let home_page = PageId(u64::from(page.get_u32(position + 4)));
+    let serial = Serial(page.get_u64(position + 8));
+    let field_a = page.get_u32(position + 16);
+    let field_b = page.get_u32(position + 20);
+    let content = match kind {
         KIND_FREE => SlotContent::Free,
         KIND_INLINE => {
-            let end = field_a as u64 + field_b as u64;
-            if (field_a as usize) < PAGE_HEADER_SIZE || end > page.record_end() as u64 {
+            let end = u64::from(field_a) + u64::from(field_b);
+            if (field_a as usize) < PAGE_HEADER_SIZE || end > u64::from(page.record_end()) {
                 return Err(DecodeError::new(format!(
                     "slot {index} record {field_a}+{field_b} outside the record area"
                 )));
@@ -182,20 +188,25 @@ pub fn read_slot(page: &Page, index: u32) -> Result<Slot, DecodeError> {
             first: PageId(u64::from(field_a)),
             len: field_b,
         },
-        KIND_FORWARD => SlotContent::Forward(RecordId::from_u64(
-            u64::from(field_b) << 32 | u64::from(field_a),
-        )),
-        KIND_RETIRED => SlotContent::Retired,
         kind => {
             return Err(DecodeError::new(format!(
                 "slot {index} has unknown kind {kind}"
             )));
         }
     };
+    if content != SlotContent::Free && (!serial.is_valid() || home_slot >= HOME_SLOTS_PER_PAGE) {
+        return Err(DecodeError::new(format!(
+            "slot {index} names home slot {home_slot} and serial {}, which no record has",
+            serial.0
+        )));
+    }
     Ok(Slot {
         content,
-        generation,
-        moved_in: bytes[1] & FLAG_MOVED_IN != 0,
+        owner: Owner {
+            home_page,
+            home_slot,
+            serial,
+        },
     })
 }
 
@@ -204,20 +215,24 @@ fn write_slot(page: &mut Page, index: u32, slot: Slot) {
         SlotContent::Free => (KIND_FREE, 0, 0),
         SlotContent::Inline { offset, len } => (KIND_INLINE, offset, len),
         SlotContent::Overflow { first, len } => (KIND_OVERFLOW, first.0 as u32, len),
-        SlotContent::Forward(target) => {
-            let raw = target.to_u64();
-            (KIND_FORWARD, raw as u32, (raw >> 32) as u32)
-        }
-        SlotContent::Retired => (KIND_RETIRED, 0, 0),
+    };
+    let owner = match slot.content {
+        SlotContent::Free => Owner {
+            home_page: PageId(0),
+            home_slot: 0,
+            serial: Serial(0),
+        },
+        _ => slot.owner,
     };
     let position = slot_position(index);
     let bytes = page.bytes_mut();
     bytes[position] = kind;
-    bytes[position + 1] = if slot.moved_in { FLAG_MOVED_IN } else { 0 };
-    bytes[position + 2..position + 4].fill(0);
-    page.put_u32(position + 4, slot.generation);
-    page.put_u32(position + 8, field_a);
-    page.put_u32(position + 12, field_b);
+    bytes[position + 1] = 0;
+    page.put_u16(position + 2, owner.home_slot as u16);
+    page.put_u32(position + 4, owner.home_page.0 as u32);
+    page.put_u64(position + 8, owner.serial.0);
+    page.put_u32(position + 16, field_a);
+    page.put_u32(position + 20, field_b);
 }
 
 /// The bytes of an inline record.
@@ -225,21 +240,15 @@ pub fn inline_bytes(page: &Page, offset: u32, len: u32) -> &[u8] {
     &page.bytes()[offset as usize..offset as usize + len as usize]
 }
 
-/// Finds the slot a handle names, or `None` if the handle is stale or invalid. A handle
-/// never reaches a moved-in slot unless `allow_moved_in` (used to follow forwards).
-pub fn lookup(
-    page: &Page,
-    id: RecordId,
-    allow_moved_in: bool,
-) -> Result<Option<Slot>, DecodeError> {
+/// The slot `index` if it holds the record of `owner` (the check a reader makes after it
+/// followed a home slot here); `None` if it holds nothing or another record.
+pub fn lookup(page: &Page, index: u32, owner: Owner) -> Result<Option<Slot>, DecodeError> {
     check_data_page(page)?;
-    if id.slot() >= page.count() {
+    if index >= page.count() {
         return Ok(None);
     }
-    let slot = read_slot(page, id.slot())?;
-    let live = !matches!(slot.content, SlotContent::Free | SlotContent::Retired);
-    let visible = allow_moved_in || !slot.moved_in;
-    Ok((live && visible && slot.generation == id.generation()).then_some(slot))
+    let slot = read_slot(page, index)?;
+    Ok((slot.content != SlotContent::Free && slot.owner == owner).then_some(slot))
 }
 
 /// Bytes a record of `len` inline bytes costs in a page, counting a new slot.
@@ -253,43 +262,52 @@ pub fn free_space(page: &Page) -> usize {
     PAGE_SIZE.saturating_sub(used)
 }
 
-/// Puts a new record into the page; returns its slot and generation, or `None` if it does
-/// not fit (the page is then unchanged).
-pub fn insert(page: &mut Page, payload: SlotPayload<'_>, moved_in: bool) -> Option<(u32, u32)> {
-    let reusable = find_reusable_slot(page);
+/// True if the page holds no record (every slot free; the directory is then empty).
+pub fn is_empty(page: &Page) -> bool {
+    page.count() == 0
+}
+
+/// Puts a new record of `owner` into the page; returns its slot, or `None` if it does not
+/// fit (the page is then unchanged).
+pub fn insert(page: &mut Page, payload: SlotPayload<'_>, owner: Owner) -> Option<u32> {
+    assert!(owner.serial.is_valid(), "a record has a serial");
+    let reusable = (0..page.count()).find(|index| {
+        matches!(
+            read_slot(page, *index),
+            Ok(Slot {
+                content: SlotContent::Free,
+                ..
+            })
+        )
+    });
     let new_slot_cost = if reusable.is_some() { 0 } else { SLOT_SIZE };
-    if reusable.is_none() && page.count() >= SLOTS_PER_PAGE_MAX {
+    if reusable.is_none() && page.count() >= RECORD_SLOTS_PER_PAGE_MAX {
         return None;
     }
     if free_space(page) < payload.inline_len() + new_slot_cost {
         return None;
     }
-    let (index, generation) = match reusable {
-        Some((index, last_generation)) => (index, last_generation + 1),
+    let index = match reusable {
+        Some(index) => index,
         None => {
             let index = page.count();
             ensure_contiguous(page, SLOT_SIZE);
             page.set_count(index + 1);
-            (index, 1)
+            index
         }
     };
     let content = place_payload(page, payload);
-    write_slot(
-        page,
-        index,
-        Slot {
-            content,
-            generation,
-            moved_in,
-        },
-    );
-    Some((index, generation))
+    write_slot(page, index, Slot { content, owner });
+    Some(index)
 }
 
-/// Replaces the occupant of a live slot, keeping its generation; `false` if the new payload
-/// does not fit (the page is then unchanged).
+/// Replaces the bytes of a live slot, keeping its owner; `false` if the new payload does
+/// not fit (the page is then unchanged).
 pub fn replace(page: &mut Page, index: u32, payload: SlotPayload<'_>) -> Result<bool, DecodeError> {
     let slot = read_slot(page, index)?;
+    if slot.content == SlotContent::Free {
+        return Err(DecodeError::new(format!("slot {index} holds no record")));
+    }
     let old_len = match slot.content {
         SlotContent::Inline { len, .. } => len as usize,
         _ => 0,
@@ -310,35 +328,40 @@ pub fn replace(page: &mut Page, index: u32, payload: SlotPayload<'_>) -> Result<
     Ok(true)
 }
 
-/// Frees a live slot and returns what it held (so the caller can free overflow pages or a
-/// forward target).
+/// Frees a live slot and returns what it held (so the caller can free an overflow chain).
+/// Trailing free slots leave the directory, so an emptied page has none.
 pub fn remove(page: &mut Page, index: u32) -> Result<SlotContent, DecodeError> {
     let slot = read_slot(page, index)?;
+    if slot.content == SlotContent::Free {
+        return Err(DecodeError::new(format!("slot {index} holds no record")));
+    }
     release_inline(page, slot);
-    let content = if slot.generation >= GENERATION_MAX {
-        SlotContent::Retired
-    } else {
-        SlotContent::Free
-    };
     write_slot(
         page,
         index,
         Slot {
-            content,
-            generation: slot.generation,
-            moved_in: false,
+            content: SlotContent::Free,
+            owner: slot.owner,
         },
     );
+    while page.count() > 0
+        && matches!(
+            read_slot(page, page.count() - 1),
+            Ok(Slot {
+                content: SlotContent::Free,
+                ..
+            })
+        )
+    {
+        let last = page.count() - 1;
+        let position = slot_position(last);
+        page.bytes_mut()[position..position + SLOT_SIZE].fill(0);
+        page.set_count(last);
+    }
+    if page.count() == 0 {
+        page.set_record_end(PAGE_HEADER_SIZE as u32);
+    }
     Ok(slot.content)
-}
-
-fn find_reusable_slot(page: &Page) -> Option<(u32, u32)> {
-    (0..page.count()).find_map(|index| match read_slot(page, index) {
-        Ok(slot) if slot.content == SlotContent::Free && slot.generation < GENERATION_MAX => {
-            Some((index, slot.generation))
-        }
-        _ => None,
-    })
 }
 
 fn release_inline(page: &mut Page, slot: Slot) {
@@ -368,7 +391,6 @@ fn place_payload(page: &mut Page, payload: SlotPayload<'_>) -> SlotContent {
             }
         }
         SlotPayload::Overflow { first, len } => SlotContent::Overflow { first, len },
-        SlotPayload::Forward(target) => SlotContent::Forward(target),
     }
 }
 
@@ -424,136 +446,5 @@ fn compact(page: &mut Page) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inline_record(page: &Page, index: u32) -> Vec<u8> {
-        match read_slot(page, index).expect("slot").content {
-            SlotContent::Inline { offset, len } => inline_bytes(page, offset, len).to_vec(),
-            other => panic!("not inline: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn many_records_share_a_page() {
-        let mut page = new_data_page(PageId(2));
-        let record = vec![7u8; 2048];
-        let mut stored = 0;
-        while insert(&mut page, SlotPayload::Inline(&record), false).is_some() {
-            stored += 1;
-        }
-        assert_eq!(stored, (PAGE_SIZE - PAGE_HEADER_SIZE) / (2048 + SLOT_SIZE));
-        check_data_page(&page).expect("valid");
-    }
-
-    #[test]
-    fn removed_slot_is_reused_with_a_new_generation() {
-        let mut page = new_data_page(PageId(2));
-        let (slot, generation) =
-            insert(&mut page, SlotPayload::Inline(b"first"), false).expect("fits");
-        let old = RecordId::new(PageId(2), slot, generation).expect("id");
-        remove(&mut page, slot).expect("remove");
-        assert_eq!(lookup(&page, old, false).expect("lookup"), None);
-        let (again, new_generation) =
-            insert(&mut page, SlotPayload::Inline(b"second"), false).expect("fits");
-        assert_eq!((again, new_generation), (slot, generation + 1));
-        assert_eq!(
-            lookup(&page, old, false).expect("lookup"),
-            None,
-            "stale handle stays stale"
-        );
-    }
-
-    #[test]
-    fn holes_are_reclaimed_by_compaction() {
-        let mut page = new_data_page(PageId(2));
-        let record = vec![1u8; 4000];
-        let mut slots = Vec::new();
-        while let Some((slot, _)) = insert(&mut page, SlotPayload::Inline(&record), false) {
-            slots.push(slot);
-        }
-        for slot in slots.iter().step_by(2) {
-            remove(&mut page, *slot).expect("remove");
-        }
-        let big = vec![2u8; 7000];
-        let (slot, _) =
-            insert(&mut page, SlotPayload::Inline(&big), false).expect("fits after compaction");
-        assert_eq!(inline_record(&page, slot), big);
-        for kept in slots.iter().skip(1).step_by(2) {
-            assert_eq!(inline_record(&page, *kept), record);
-        }
-        check_data_page(&page).expect("valid");
-    }
-
-    #[test]
-    fn replace_grows_and_shrinks_in_place_or_refuses_without_change() {
-        let mut page = new_data_page(PageId(2));
-        let (slot, generation) =
-            insert(&mut page, SlotPayload::Inline(&[3u8; 100]), false).expect("fits");
-        assert!(replace(&mut page, slot, SlotPayload::Inline(&[4u8; 30_000])).expect("ok"));
-        assert_eq!(inline_record(&page, slot), vec![4u8; 30_000]);
-        let before = page.clone();
-        assert!(!replace(&mut page, slot, SlotPayload::Inline(&vec![5u8; PAGE_SIZE])).expect("ok"));
-        assert_eq!(page, before, "a refused replace changes nothing");
-        assert!(replace(&mut page, slot, SlotPayload::Inline(&[6u8; 10])).expect("ok"));
-        assert_eq!(read_slot(&page, slot).expect("slot").generation, generation);
-    }
-
-    /// Regression: `replace` left the slot pointing at its released bytes, so a compaction
-    /// triggered by the new bytes counted and moved the dead record ("live bytes drifted").
-    #[test]
-    fn replace_that_needs_compaction_keeps_every_record() {
-        let mut page = new_data_page(PageId(2));
-        let mut slots = Vec::new();
-        while let Some((slot, _)) = insert(&mut page, SlotPayload::Inline(&[9u8; 3000]), false) {
-            slots.push(slot);
-        }
-        remove(&mut page, slots[0]).expect("remove");
-        remove(&mut page, slots[2]).expect("remove");
-        let grown = vec![8u8; 7000];
-        assert!(replace(&mut page, slots[1], SlotPayload::Inline(&grown)).expect("ok"));
-        assert_eq!(inline_record(&page, slots[1]), grown);
-        for kept in &slots[3..] {
-            assert_eq!(inline_record(&page, *kept), vec![9u8; 3000]);
-        }
-        check_data_page(&page).expect("valid");
-    }
-
-    #[test]
-    fn moved_in_slots_are_hidden_from_user_handles() {
-        let mut page = new_data_page(PageId(2));
-        let (slot, generation) =
-            insert(&mut page, SlotPayload::Inline(b"moved"), true).expect("fits");
-        let id = RecordId::new(PageId(2), slot, generation).expect("id");
-        assert_eq!(lookup(&page, id, false).expect("lookup"), None);
-        assert!(lookup(&page, id, true).expect("lookup").is_some());
-    }
-
-    #[test]
-    fn exhausted_generation_retires_the_slot() {
-        let mut page = new_data_page(PageId(2));
-        let (slot, _) = insert(&mut page, SlotPayload::Inline(b"x"), false).expect("fits");
-        let mut raw = read_slot(&page, slot).expect("slot");
-        raw.generation = GENERATION_MAX;
-        write_slot(&mut page, slot, raw);
-        remove(&mut page, slot).expect("remove");
-        assert_eq!(
-            read_slot(&page, slot).expect("slot").content,
-            SlotContent::Retired
-        );
-        let (next, _) = insert(&mut page, SlotPayload::Inline(b"y"), false).expect("fits");
-        assert_ne!(next, slot);
-    }
-
-    #[test]
-    fn damaged_slot_fields_give_errors_not_panics() {
-        let mut page = new_data_page(PageId(2));
-        insert(&mut page, SlotPayload::Inline(b"abc"), false).expect("fits");
-        let position = slot_position(0);
-        page.put_u32(position + 8, 60_000);
-        assert!(read_slot(&page, 0).is_err());
-        page.set_count(SLOTS_PER_PAGE_MAX + 1);
-        assert!(check_data_page(&page).is_err());
-        assert!(read_slot(&page, 0).is_err());
-    }
-}
+#[path = "slotted_tests.rs"]
+mod tests;

@@ -314,7 +314,7 @@ fn a_process_death_at_any_failpoint_keeps_every_acknowledged_write() {
             for line in log.lines() {
                 let ids: Vec<RecordId> = line
                     .split_whitespace()
-                    .map(|raw| RecordId::from_u64(raw.parse().expect("id")))
+                    .map(|raw| RecordId::from_u128(raw.parse().expect("id")))
                     .collect();
                 model.apply(&steps[done], &ids);
                 done += 1;
@@ -352,7 +352,7 @@ fn child_process_runs_the_workload() {
     let mut model = Model::default();
     for step in workload() {
         let ids = run_step(&engine, &model, &step).expect("step");
-        let line: Vec<String> = ids.iter().map(|id| id.to_u64().to_string()).collect();
+        let line: Vec<String> = ids.iter().map(|id| id.to_u128().to_string()).collect();
         writeln!(log, "{}", line.join(" ")).expect("log");
         log.sync_data().expect("sync log");
         model.apply(&step, &ids);

@@ -197,7 +197,7 @@ fn concurrent_single_stores_share_transactions() {
         "{commits} commits for {stores} concurrent stores: the stores were not batched"
     );
     let mut ids: Vec<_> = stored.iter().map(|(id, _)| *id).collect();
-    ids.sort_unstable_by_key(|id| id.to_u64());
+    ids.sort_unstable_by_key(|id| id.to_u128());
     ids.dedup();
     assert_eq!(ids.len(), stores, "every store has its own handle");
     drop(engine);

@@ -51,7 +51,7 @@ fn integrity_check_is_clean_after_a_mixed_workload_and_reopen() {
     mixed_workload(&engine);
     let report = engine.check_integrity().expect("check");
     assert!(report.is_clean(), "{:?}", report.problems);
-    assert!(report.overflow_pages > 0 && report.moved_records > 0 && report.data_pages > 0);
+    assert!(report.overflow_pages > 0 && report.handle_pages > 0 && report.data_pages > 0);
     let scanned = engine.scan_memories().count() as u64;
     assert_eq!(report.live_records, scanned);
     drop(engine);

@@ -88,7 +88,7 @@ fn child_process_works_on_the_shared_directory() {
                 seq += 1;
                 writeln!(log, "begin store {seq}").expect("log");
                 let id = engine.store_memory(&node(child, seq, 0)).expect("store");
-                writeln!(log, "stored {seq} {}", id.to_u64()).expect("log");
+                writeln!(log, "stored {seq} {}", id.to_u128()).expect("log");
                 mine.push((id, seq, 0));
             }
             5 | 6 if !mine.is_empty() => {
@@ -308,7 +308,7 @@ fn check_directory(dir: &Path, children: usize) {
         .store_memory(&node(200, 1, 0))
         .expect("write after the run");
     assert!(matches!(engine.load_memory(probe), Ok(ref loaded) if *loaded == node(200, 1, 0)));
-    let stale = RecordId::from_u64(u64::MAX);
+    let stale = RecordId::from_u128(u128::MAX);
     assert!(matches!(engine.load_memory(stale), Err(Error::NotFound)));
 }
 

@@ -72,12 +72,13 @@ fn loads_that_miss_the_pool_read_one_record_through_its_map_and_return_the_node(
 fn a_record_damaged_on_disk_after_its_map_was_made_is_reported_not_returned() {
     let vfs = MemFs::new();
     let (engine, ids) = stored_and_evicted(&vfs, "/damage");
-    // The first record of the first data page starts right after the 48-byte header; that
-    // page was evicted long ago, so its map is what a load would use.
-    let victim = *ids.iter().find(|id| id.slot() == 0).expect("a first slot");
+    // The first record stored lies first in the first record page (page 4: page 2 is the
+    // space map, 3 the handle page), right after the 48-byte header; that page was evicted
+    // long ago, so its map is what a load would use.
+    let victim = ids[0];
     let path = Path::new("/damage/pages.db");
     let mut bytes = vfs.file_bytes(path).expect("page file");
-    let at = victim.page_id().offset() as usize + 48 + 100;
+    let at = 4 * 65_536 + 48 + 100;
     bytes[at] ^= 0x20;
     vfs.set_file_bytes(path, bytes);
     let reads_before = engine.record_map_stats().reads;

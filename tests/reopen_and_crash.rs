@@ -119,14 +119,14 @@ fn dropping_without_close_keeps_every_acknowledged_write() {
 }
 
 #[test]
-fn record_handles_round_trip_through_u64_and_bytes() {
+fn record_handles_round_trip_through_u128_bytes_and_text() {
     let dir = TempDir::new("handles");
     let engine = StorageEngine::open(&dir.0).expect("open");
     let stored = node(1, 50);
     let id = engine.store_memory(&stored).expect("store");
     assert_eq!(
         engine
-            .load_memory(RecordId::from_u64(id.to_u64()))
+            .load_memory(RecordId::from_u128(id.to_u128()))
             .expect("load"),
         stored
     );
@@ -136,5 +136,13 @@ fn record_handles_round_trip_through_u64_and_bytes() {
             .expect("load"),
         stored
     );
-    assert_eq!(id.page_id(), RecordId::from_u64(u64::from(id)).page_id());
+    assert_eq!(id.page_id(), RecordId::from_u128(u128::from(id)).page_id());
+    let text = id.to_string();
+    assert_eq!(text.parse::<RecordId>().expect("parses"), id);
+    assert_eq!(
+        engine
+            .load_memory(text.parse().expect("parses"))
+            .expect("load"),
+        stored
+    );
 }

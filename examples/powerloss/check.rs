@@ -14,7 +14,7 @@
 //! recovery showed, and the ack logs are removed: the next iteration starts from it.
 
 use crate::content::Content;
-use crate::log::{Logged, Op, State, ThreadLog, ack_log_paths, parse_thread_log};
+use crate::log::{Handle, Logged, Op, State, ThreadLog, ack_log_paths, parse_thread_log};
 use crate::writer::FAIL_IO;
 use mentedb_storage::{Error, MemoryNode, RecordId, StorageEngine};
 use std::collections::{BTreeMap, BTreeSet};
@@ -48,12 +48,12 @@ impl Counts {
 #[derive(Debug)]
 enum Pending {
     Update {
-        handle: u64,
+        handle: Handle,
         old: Content,
         new: Content,
     },
     Delete {
-        handle: u64,
+        handle: Handle,
         old: Content,
     },
     Store {
@@ -65,9 +65,9 @@ enum Pending {
 /// What the database must hold, and which operation last set each record (for reports).
 #[derive(Debug, Default)]
 struct Expected {
-    live: BTreeMap<u64, Content>,
-    deleted: BTreeSet<u64>,
-    origin: BTreeMap<u64, String>,
+    live: BTreeMap<Handle, Content>,
+    deleted: BTreeSet<Handle>,
+    origin: BTreeMap<Handle, String>,
 }
 
 impl Expected {
@@ -79,17 +79,22 @@ impl Expected {
         }
     }
 
-    fn origin(&self, handle: u64) -> &str {
+    fn origin(&self, handle: Handle) -> &str {
         self.origin
             .get(&handle)
             .map_or("an earlier iteration", String::as_str)
     }
 
-    fn insert_new(&mut self, handle: u64, content: Content, origin: String) -> Result<(), String> {
+    fn insert_new(
+        &mut self,
+        handle: Handle,
+        content: Content,
+        origin: String,
+    ) -> Result<(), String> {
         if self.live.contains_key(&handle) || self.deleted.contains(&handle) {
             return Err(format!(
                 "{origin} was given handle {} ({handle}), which an earlier record had",
-                RecordId::from_u64(handle)
+                RecordId::from_u128(handle)
             ));
         }
         self.live.insert(handle, content);
@@ -156,7 +161,7 @@ fn check(
     let engine = StorageEngine::open(db).map_err(|error| format!("reopen (recovery): {error}"))?;
     let recovery_ms = started.elapsed().as_secs_f64() * 1e3;
 
-    let ambiguous: BTreeSet<u64> = pending
+    let ambiguous: BTreeSet<Handle> = pending
         .iter()
         .filter_map(|pending| match pending {
             Pending::Update { handle, .. } | Pending::Delete { handle, .. } => Some(*handle),
@@ -263,13 +268,13 @@ fn op_name(op: &Op) -> &'static str {
 
 fn apply_acked(
     logged: &Logged,
-    handles: &[u64],
+    handles: &[Handle],
     origin: &str,
     expected: &mut Expected,
     counts: &mut Counts,
     violations: &mut Vec<String>,
 ) -> Result<(), String> {
-    let owned = |expected: &Expected, handle: u64| {
+    let owned = |expected: &Expected, handle: Handle| {
         expected.live.get(&handle).copied().ok_or_else(|| {
             format!("{origin}: the log names record {handle}, which its thread does not own")
         })
@@ -319,7 +324,7 @@ fn apply_acked(
 }
 
 fn pending_of(logged: &Logged, expected: &Expected, origin: &str) -> Result<Pending, String> {
-    let old = |handle: &u64| {
+    let old = |handle: &Handle| {
         expected.live.get(handle).copied().ok_or_else(|| {
             format!("{origin} (in flight) names record {handle}, which its thread does not own")
         })
@@ -358,14 +363,14 @@ fn describe(node: &MemoryNode) -> String {
 fn check_loads(
     engine: &StorageEngine,
     expected: &Expected,
-    ambiguous: &BTreeSet<u64>,
+    ambiguous: &BTreeSet<Handle>,
     violations: &mut Vec<String>,
 ) {
     for (&handle, content) in &expected.live {
         if ambiguous.contains(&handle) {
             continue;
         }
-        let id = RecordId::from_u64(handle);
+        let id = RecordId::from_u128(handle);
         let origin = expected.origin(handle);
         match engine.load_memory(id) {
             Ok(node) if node == content.node() => {}
@@ -382,7 +387,7 @@ fn check_loads(
         if ambiguous.contains(&handle) {
             continue;
         }
-        let id = RecordId::from_u64(handle);
+        let id = RecordId::from_u128(handle);
         match engine.load_memory(id) {
             Err(Error::NotFound) => {}
             Ok(node) => violations.push(format!(
@@ -409,7 +414,7 @@ fn resolve_updates(
             Pending::Delete { handle, old } => (*handle, *old, None),
             Pending::Store { .. } | Pending::Checkpoint => continue,
         };
-        let id = RecordId::from_u64(handle);
+        let id = RecordId::from_u128(handle);
         match (engine.load_memory(id), new) {
             (Ok(node), _) if node == old.node() => {}
             (Ok(node), Some(new)) if node == new.node() => {
@@ -449,7 +454,7 @@ fn check_scan(
         })
         .collect();
     let mut seen = BTreeSet::new();
-    let mut found: BTreeMap<Content, u64> = BTreeMap::new();
+    let mut found: BTreeMap<Content, Handle> = BTreeMap::new();
     let mut scan_errors = 0;
     for item in engine.scan_memories() {
         let (id, node) = match item {
@@ -464,7 +469,7 @@ fn check_scan(
                 continue;
             }
         };
-        let handle = id.to_u64();
+        let handle = id.to_u128();
         if !seen.insert(handle) {
             violations.push(format!("the scan shows record {id} twice"));
             continue;
@@ -502,7 +507,7 @@ fn check_scan(
     for &handle in unseen {
         violations.push(format!(
             "record {} ({}) is missing from the scan",
-            RecordId::from_u64(handle),
+            RecordId::from_u128(handle),
             expected.origin(handle)
         ));
     }

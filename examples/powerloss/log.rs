@@ -17,7 +17,7 @@
 //! A `fail` line starts with its kind: `io:` an I/O error or a poisoned engine (expected
 //! only when the filesystem died under the writer), `engine:` any other error, `mismatch:`
 //! a load or a result that disagrees with the log. The writer exits after it.
-//! `<content>` is `seed:size` ([`Content`]), `<handle>` a `RecordId::to_u64` in decimal.
+//! `<content>` is `seed:size` ([`Content`]), `<handle>` a `RecordId::to_u128` in decimal.
 //! Each line is one `write` to a file opened for appending: a killed process leaves whole
 //! lines (a last line without its newline is ignored: its operation had not started).
 //! `begin` is written before the call, `ok` after it returned `Ok`; a thread runs one
@@ -39,6 +39,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
+/// A record handle as logged (`RecordId::to_u128`).
+pub type Handle = u128;
+
 pub const STATE_FILE_NAME: &str = "state";
 const STATE_HEADER: &str = "powerloss-state 1";
 
@@ -47,8 +50,8 @@ const STATE_HEADER: &str = "powerloss-state 1";
 pub enum Op {
     Store(Content),
     Batch(Vec<Content>),
-    Update(u64, Content),
-    Delete(u64),
+    Update(Handle, Content),
+    Delete(Handle),
     Checkpoint,
 }
 
@@ -121,7 +124,7 @@ impl AckLog {
         self.line("begin", &format!("{seq} {}", op.render()))
     }
 
-    pub fn ok(&mut self, seq: u64, handles: &[u64]) -> io::Result<()> {
+    pub fn ok(&mut self, seq: u64, handles: &[Handle]) -> io::Result<()> {
         if handles.is_empty() {
             self.line("ok", &seq.to_string())
         } else {
@@ -139,7 +142,7 @@ impl AckLog {
 pub struct Logged {
     pub seq: u64,
     pub op: Op,
-    pub acked: Option<Vec<u64>>,
+    pub acked: Option<Vec<Handle>>,
 }
 
 /// A thread's log, parsed: its operations in order (only the last may be unacknowledged)
@@ -197,7 +200,7 @@ pub fn parse_thread_log(name: &str, text: &str) -> Result<ThreadLog, String> {
                     [list] => list
                         .split(',')
                         .map(str::parse)
-                        .collect::<Result<Vec<u64>, _>>()
+                        .collect::<Result<Vec<Handle>, _>>()
                         .map_err(|_| bad("bad handle"))?,
                     _ => return Err(bad("bad handle list")),
                 };
@@ -213,8 +216,8 @@ pub fn parse_thread_log(name: &str, text: &str) -> Result<ThreadLog, String> {
 #[derive(Debug, Default, Clone)]
 pub struct State {
     pub iteration: u64,
-    pub live: BTreeMap<u64, Content>,
-    pub deleted: BTreeSet<u64>,
+    pub live: BTreeMap<Handle, Content>,
+    pub deleted: BTreeSet<Handle>,
 }
 
 impl State {

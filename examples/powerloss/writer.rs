@@ -7,7 +7,7 @@
 //! so each record's history is one thread's log, in order.
 
 use crate::content::{Content, Rng, mix};
-use crate::log::{AckLog, Op, State};
+use crate::log::{AckLog, Handle, Op, State};
 use mentedb_storage::{Error, Options, RecordId, StorageEngine};
 use std::path::Path;
 
@@ -36,8 +36,8 @@ fn failure(what: &str, error: &Error) -> String {
 }
 
 /// The owner slot of a record that came from an earlier iteration.
-pub fn owner_slot(handle: u64) -> u64 {
-    mix(handle) % OWNER_SLOTS
+pub fn owner_slot(handle: Handle) -> u64 {
+    mix(handle as u64 ^ (handle >> 64) as u64) % OWNER_SLOTS
 }
 
 fn thread_slot(writer: u32, thread: u32) -> u64 {
@@ -56,7 +56,7 @@ pub fn run(db: &Path, logs: &Path, writer: u32, threads: u32, seed: u64) -> Resu
         CHECKPOINT_WAL_BYTES_CHOICES[rng.below(CHECKPOINT_WAL_BYTES_CHOICES.len() as u64) as usize];
     let mut workers = Vec::new();
     for thread in 0..threads {
-        let owned: Vec<(u64, Content)> = state
+        let owned: Vec<(Handle, Content)> = state
             .live
             .iter()
             .filter(|(handle, _)| owner_slot(**handle) == thread_slot(writer, thread))
@@ -98,8 +98,8 @@ struct Worker<'a> {
     engine: &'a StorageEngine,
     log: AckLog,
     rng: Rng,
-    owned: Vec<(u64, Content)>,
-    deleted: Vec<u64>,
+    owned: Vec<(Handle, Content)>,
+    deleted: Vec<Handle>,
     seq: u64,
 }
 
@@ -177,7 +177,7 @@ impl Worker<'_> {
             .map_err(|error| format!("ack log: {error}"))
     }
 
-    fn ok(&mut self, handles: &[u64]) -> Result<(), String> {
+    fn ok(&mut self, handles: &[Handle]) -> Result<(), String> {
         self.log
             .ok(self.seq, handles)
             .map_err(|error| format!("ack log: {error}"))
@@ -191,8 +191,8 @@ impl Worker<'_> {
             .engine
             .store_memory(&node)
             .map_err(|error| failure(&format!("store {content}"), &error))?;
-        self.ok(&[id.to_u64()])?;
-        self.owned.push((id.to_u64(), content));
+        self.ok(&[id.to_u128()])?;
+        self.owned.push((id.to_u128(), content));
         Ok(())
     }
 
@@ -211,7 +211,7 @@ impl Worker<'_> {
                 ids.len()
             ));
         }
-        let handles: Vec<u64> = ids.iter().map(|id| id.to_u64()).collect();
+        let handles: Vec<Handle> = ids.iter().map(|id| id.to_u128()).collect();
         self.ok(&handles)?;
         self.owned.extend(handles.into_iter().zip(contents));
         Ok(())
@@ -224,7 +224,7 @@ impl Worker<'_> {
         let node = new.node();
         self.begin(&Op::Update(handle, new))?;
         self.engine
-            .update_memory(RecordId::from_u64(handle), &node)
+            .update_memory(RecordId::from_u128(handle), &node)
             .map_err(|error| failure(&format!("update {handle} {old} -> {new}"), &error))?;
         self.ok(&[])?;
         self.owned[index].1 = new;
@@ -236,7 +236,7 @@ impl Worker<'_> {
         let (handle, content) = self.owned.swap_remove(index);
         self.begin(&Op::Delete(handle))?;
         self.engine
-            .delete_memory(RecordId::from_u64(handle))
+            .delete_memory(RecordId::from_u128(handle))
             .map_err(|error| failure(&format!("delete {handle} ({content})"), &error))?;
         self.ok(&[])?;
         self.deleted.push(handle);
@@ -247,7 +247,7 @@ impl Worker<'_> {
     fn load(&mut self) -> Result<(), String> {
         if !self.deleted.is_empty() && self.rng.below(8) == 0 {
             let handle = self.deleted[self.rng.below(self.deleted.len() as u64) as usize];
-            return match self.engine.load_memory(RecordId::from_u64(handle)) {
+            return match self.engine.load_memory(RecordId::from_u128(handle)) {
                 Err(Error::NotFound) => Ok(()),
                 Ok(node) => Err(format!(
                     "{MISMATCH} deleted record {handle} loads as {:?}",
@@ -257,7 +257,7 @@ impl Worker<'_> {
             };
         }
         let (handle, content) = self.owned[self.rng.below(self.owned.len() as u64) as usize];
-        match self.engine.load_memory(RecordId::from_u64(handle)) {
+        match self.engine.load_memory(RecordId::from_u128(handle)) {
             Ok(node) if node == content.node() => Ok(()),
             Ok(node) => Err(format!(
                 "{MISMATCH} record {handle} should be {content}, loads as {:?}",

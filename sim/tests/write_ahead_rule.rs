@@ -92,7 +92,7 @@ fn race_store_and_checkpoint(other_process: bool, schedule_seed: u64, cut_at: u6
     let checkpointer = second.as_ref().unwrap_or(&engine);
     let results = schedule.run(vec![
         Box::new(|| engine.store_memory(&racing)) as ActorBody<'_, Result<RecordId, Error>>,
-        Box::new(|| checkpointer.checkpoint().map(|()| RecordId::from_u64(0))),
+        Box::new(|| checkpointer.checkpoint().map(|()| RecordId::from_u128(0))),
     ]);
     fs.disarm();
     let stored = match &results[0] {

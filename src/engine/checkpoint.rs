@@ -32,7 +32,7 @@ use super::view::View;
 use super::{WalLock, next_salt};
 use crate::error::{Error, Result};
 use crate::failpoints;
-use crate::page::Page;
+use crate::page::{PAGE_SIZE, Page};
 use crate::pager::Meta;
 use crate::pager::PAGE_FILE_NAME;
 use crate::vfs::LockMode;
@@ -46,10 +46,16 @@ impl Inner {
         let Some(_gate) = self.checkpoint_gate(LockMode::Exclusive, wait)? else {
             return Ok(false);
         };
-        let _writer = self.lock_writer();
+        let mut writer = self.lock_writer();
         let _lock = WalLock::take(&self.wal)?;
         self.check_writer_marks()?;
         self.refresh()?;
+        let file_pages_before = self.read_view().alloc.page_count;
+        if self.read_view().alloc.free_pages > 0 {
+            // Trailing free pages go back to the file system: the page count drops in a
+            // commit of its own, and the file is cut after the new meta page is durable.
+            self.commit_locked(&mut writer, |txn| txn.shrink())?;
+        }
         let (salt, last_lsn) = {
             let view = self.read_view();
             let nothing_logged =
@@ -68,7 +74,14 @@ impl Inner {
             (salt, last_lsn),
             "the view moved under the writer locks"
         );
-        let mut ids: Vec<_> = view.index.keys().copied().collect();
+        // Pages at or past the page count (freed at the end of the file) are not written.
+        let page_count = view.alloc.page_count;
+        let mut ids: Vec<_> = view
+            .index
+            .keys()
+            .copied()
+            .filter(|id| id.0 < page_count)
+            .collect();
         ids.sort_unstable();
         for id in &ids {
             let mut page = match self.pool.get(*id) {
@@ -103,7 +116,32 @@ impl Inner {
             self.pool.mark_clean(id);
         }
         self.shm.clear_checkpoint_mark()?;
+        drop(view);
+        self.truncate_page_file(page_count, file_pages_before)?;
         Ok(true)
+    }
+
+    /// Cuts `pages.db` to `page_count` pages once the meta page that counts them is
+    /// durable (a crash before the cut leaves a longer file, which is harmless: pages past
+    /// the count are never read; the next checkpoint cuts it). Skipped when the file is no
+    /// longer than that. A failed cut leaves the file long and is not an error; a failed
+    /// sync of it poisons the instance, as every failed sync does.
+    fn truncate_page_file(&self, page_count: u64, pages_before: u64) -> Result<()> {
+        let wanted = page_count * PAGE_SIZE as u64;
+        if self.pages.len()? <= wanted {
+            return Ok(());
+        }
+        for id in page_count..pages_before {
+            self.pool.invalidate(crate::page::PageId(id));
+            self.maps.forget(crate::page::PageId(id));
+        }
+        if self.pages.set_len(wanted).is_err() {
+            return Ok(());
+        }
+        failpoints::check("checkpoint.truncated").map_err(page_io)?;
+        self.pages
+            .sync()
+            .map_err(|error| self.poison(error.to_string()))
     }
 }
 

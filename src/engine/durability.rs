@@ -3,7 +3,7 @@
 //! (the sync gate and the durable-LSN record in `wal.shm`), and what a failed sync leaves
 //! for the next open.
 
-use super::{Inner, SyncMode};
+use super::{Commit, Inner, SyncMode};
 use crate::error::{Error, Result};
 use crate::page::Lsn;
 use std::sync::atomic::Ordering;
@@ -20,10 +20,12 @@ pub(super) enum CommittersWait {
 }
 
 impl Inner {
-    /// Makes the commit at `lsn` durable as the sync mode says.
-    pub(super) fn make_durable(&self, lsn: Lsn) -> Result<()> {
+    /// Makes a commit durable as the sync mode says (always, if it reserved serials).
+    pub(super) fn make_durable(&self, commit: Commit) -> Result<()> {
+        let lsn = commit.lsn;
         let sync_now = match self.options.sync_mode {
             SyncMode::Full => true,
+            SyncMode::Normal if commit.must_sync => true,
             SyncMode::Normal => {
                 let commits = self.commits_unsynced.fetch_add(1, Ordering::AcqRel) + 1;
                 commits >= self.options.normal_sync_commits

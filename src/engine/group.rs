@@ -31,9 +31,8 @@
 //! would store it twice: the simulator caught that). A failed sync poisons the instance,
 //! and each member finds that out as its own error.
 
-use super::{Inner, SyncMode};
+use super::{Commit, Inner, SyncMode};
 use crate::error::{Error, Result};
-use crate::page::Lsn;
 use crate::record_id::RecordId;
 use crate::sched;
 use std::collections::HashMap;
@@ -53,8 +52,8 @@ pub const GATHER_WAIT_MAX: Duration = Duration::from_micros(100);
 /// What the leader tells a member about its store.
 #[derive(Debug)]
 enum Outcome {
-    /// Committed (not yet durable) in the group's commit at this LSN.
-    Committed(RecordId, Lsn),
+    /// Committed (not yet durable) in the group's commit.
+    Committed(RecordId, Commit),
     /// One of the group's stores failed before the commit, so nothing was written: run the
     /// store (its record, handed back) alone.
     Alone(Vec<u8>),
@@ -148,14 +147,12 @@ impl Inner {
         };
         drop(state);
         match outcome {
-            Outcome::Committed(id, lsn) => {
-                self.make_durable(lsn)?;
+            Outcome::Committed(id, commit) => {
+                self.make_durable(commit)?;
                 self.maybe_checkpoint()?;
                 Ok(id)
             }
-            Outcome::Alone(record) => {
-                self.write(|txn, writer| txn.insert_record(&record, &mut writer.hints))
-            }
+            Outcome::Alone(record) => self.write(|txn| txn.insert_record(&record)),
             Outcome::Failed(error) => Err(error),
         }
     }
@@ -189,26 +186,28 @@ impl Inner {
         state.last_group = members.len();
         drop(state);
         let mut store_failed = false;
-        let committed = self.commit_only(|txn, writer| {
+        let committed = self.commit_only(|txn| {
             let ids = members
                 .iter()
-                .map(|(_, record)| txn.insert_record(record, &mut writer.hints))
+                .map(|(_, record)| txn.insert_record(record))
                 .collect::<Result<Vec<RecordId>>>();
             store_failed = ids.is_err();
             ids
         });
-        if let Ok((_, lsn)) = &committed
-            && self.options.sync_mode == SyncMode::Full
+        if let Ok((_, commit)) = &committed
+            && (self.options.sync_mode == SyncMode::Full || commit.must_sync)
         {
             // Each member makes its commit durable again on return: an error here reaches
             // every one of them there (the instance is poisoned), so it is not kept.
-            let _ = self.make_durable(*lsn);
+            let _ = self.make_durable(*commit);
         }
         let mut state = self.group.lock();
         match committed {
-            Ok((ids, lsn)) => {
+            Ok((ids, commit)) => {
                 for ((ticket, _), id) in members.iter().zip(ids) {
-                    state.outcomes.insert(*ticket, Outcome::Committed(id, lsn));
+                    state
+                        .outcomes
+                        .insert(*ticket, Outcome::Committed(id, commit));
                 }
             }
             Err(_) if store_failed => {

@@ -30,6 +30,7 @@
 //! meta pages and the whole WAL and syncs them before it trusts them.
 
 mod checkpoint;
+mod compact;
 mod durability;
 mod group;
 mod inspect;
@@ -38,9 +39,11 @@ mod options;
 mod records;
 mod scan;
 mod snapshot;
+mod space;
 mod txn;
 mod view;
 
+pub use compact::{COMPACT_BATCH_RECORDS, CompactProgress, CompactReport};
 pub use inspect::{DatabaseStats, WalFrames};
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use options::{
@@ -56,10 +59,9 @@ use crate::error::{Error, Result};
 use crate::memory::{MemoryNode, decode_record, encode_record};
 use crate::page::{Lsn, Page, PageId};
 use crate::pager::{AllocState, Meta, PAGE_FILE_NAME, PageFile};
-use crate::record_id::RecordId;
+use crate::record_id::{DatabaseId, RecordId};
 use crate::record_map::{RecordMap, RecordMapStats, RecordMaps};
 use crate::wal::{FrameInfo, WAL_FILE_NAME, Wal, WalCursor};
-use records::FreeSpaceHints;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -73,8 +75,9 @@ pub const BATCH_NODES_MAX: usize = 100_000;
 
 /// State only writers touch, under the writer mutex.
 #[derive(Debug, Default)]
-struct WriterState {
-    hints: FreeSpaceHints,
+pub(crate) struct WriterState {
+    /// The writer's index of the space map.
+    space: space::SpaceCache,
 }
 
 /// The shared innards of an open engine.
@@ -93,6 +96,8 @@ pub(crate) struct Inner {
     /// The encoded frames of the last commit, kept for the next one (writers only).
     frame_buffer: Mutex<Vec<u8>>,
     view: RwLock<View>,
+    /// Bumped when the view is taken for writing and again when it is released.
+    view_changes: AtomicU64,
     writer: Mutex<WriterState>,
     /// Single stores of this process's threads waiting to be committed together.
     group: group::StoreGroup,
@@ -102,6 +107,43 @@ pub(crate) struct Inner {
     commits_unsynced: AtomicU32,
     closed: AtomicBool,
     poison: Mutex<Option<String>>,
+}
+
+/// A commit appended to the WAL, not yet made durable.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Commit {
+    /// Its LSN.
+    lsn: Lsn,
+    /// It must be durable before it returns whatever the sync mode (it reserved serials:
+    /// see `pager`'s module docs).
+    must_sync: bool,
+}
+
+/// The view held for writing: bumps the view-change counter when taken and when dropped,
+/// like a sequence lock, so a lock-free reader that saw the same even count before and after
+/// its reads knows the view and the cached pages did not change under it.
+pub(crate) struct ViewWrite<'a> {
+    guard: RwLockWriteGuard<'a, View>,
+    changes: &'a AtomicU64,
+}
+
+impl std::ops::Deref for ViewWrite<'_> {
+    type Target = View;
+    fn deref(&self) -> &View {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for ViewWrite<'_> {
+    fn deref_mut(&mut self) -> &mut View {
+        &mut self.guard
+    }
+}
+
+impl Drop for ViewWrite<'_> {
+    fn drop(&mut self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// Counts a thread as committing while it lives (see [`Inner::wait_for_committers`]).
@@ -142,8 +184,22 @@ impl Inner {
         crate::sched::read(&self.view)
     }
 
-    fn write_view(&self) -> RwLockWriteGuard<'_, View> {
-        crate::sched::write(&self.view)
+    /// The view for changing it (and the cached pages with it). Counts as a change of the
+    /// view from taking it to dropping it (see [`ViewWrite`]).
+    fn write_view(&self) -> ViewWrite<'_> {
+        let guard = crate::sched::write(&self.view);
+        self.view_changes.fetch_add(1, Ordering::AcqRel);
+        ViewWrite {
+            guard,
+            changes: &self.view_changes,
+        }
+    }
+
+    /// The view-change counter now: odd while someone holds the view for writing. Two equal
+    /// even readings bracket a time in which neither the view nor the pages cached for it
+    /// changed in this process.
+    pub(crate) fn view_changes(&self) -> u64 {
+        self.view_changes.load(Ordering::Acquire)
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, WriterState> {
@@ -227,37 +283,46 @@ impl Inner {
 
     /// Runs `operation` as one write transaction under the writer locks, commits it, and
     /// makes it durable as the sync mode says.
-    fn write<T>(
-        &self,
-        operation: impl FnOnce(&mut Txn<'_>, &mut WriterState) -> Result<T>,
-    ) -> Result<T> {
-        let (value, lsn) = self.commit_only(operation)?;
-        self.make_durable(lsn)?;
+    fn write<T>(&self, operation: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
+        let (value, commit) = self.commit_only(operation)?;
+        self.make_durable(commit)?;
         self.maybe_checkpoint()?;
         Ok(value)
     }
 
     /// Runs `operation` as one write transaction under the writer locks and commits it;
-    /// returns its value and the commit LSN, not yet durable.
+    /// returns its value and the commit, not yet durable.
     fn commit_only<T>(
         &self,
-        operation: impl FnOnce(&mut Txn<'_>, &mut WriterState) -> Result<T>,
-    ) -> Result<(T, Lsn)> {
+        operation: impl FnOnce(&mut Txn<'_>) -> Result<T>,
+    ) -> Result<(T, Commit)> {
         self.check_writable()?;
-        let (value, lsn) = {
-            let _committing = Committing::enter(&self.committers);
-            let mut writer = self.lock_writer();
-            let _lock = WalLock::take(&self.wal)?;
-            self.check_writer_marks()?;
-            self.refresh()?;
-            self.ensure_wal_ready()?;
-            let alloc = self.read_view().alloc;
-            let mut txn = Txn::new(self, alloc);
-            let value = operation(&mut txn, &mut writer)?;
-            Inner::note_free_space(&mut writer.hints, txn.changed_pages());
-            (value, txn.commit()?)
-        };
-        Ok((value, lsn))
+        let _committing = Committing::enter(&self.committers);
+        let mut writer = self.lock_writer();
+        let _lock = WalLock::take(&self.wal)?;
+        self.check_writer_marks()?;
+        self.refresh()?;
+        self.commit_locked(&mut writer, operation)
+    }
+
+    /// [`Inner::commit_only`] for a caller that holds the writer locks and has caught up.
+    fn commit_locked<T>(
+        &self,
+        writer: &mut WriterState,
+        operation: impl FnOnce(&mut Txn<'_>) -> Result<T>,
+    ) -> Result<(T, Commit)> {
+        self.ensure_wal_ready()?;
+        let alloc = self.read_view().alloc;
+        let mut txn = Txn::new(self, alloc, &mut writer.space);
+        let outcome = operation(&mut txn).and_then(|value| {
+            let must_sync = txn.needs_sync;
+            txn.commit().map(|lsn| (value, Commit { lsn, must_sync }))
+        });
+        if outcome.is_err() {
+            // The index may hold entries of changes that never committed.
+            writer.space.reset();
+        }
+        outcome
     }
 
     /// Starts a new life of the WAL if it has none usable (never initialised, or holding
@@ -332,6 +397,17 @@ fn touches_wal(error: &Error) -> bool {
     }
 }
 
+/// One operation of [`StorageEngine::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Store a new node (its handle is returned).
+    Store(MemoryNode),
+    /// Replace the node a handle names.
+    Update(RecordId, MemoryNode),
+    /// Delete the node a handle names.
+    Delete(RecordId),
+}
+
 /// A crash-safe store of memory nodes in one database directory.
 ///
 /// Thread-safe: share it (`&StorageEngine` or `Arc`) between threads. Several processes may
@@ -378,7 +454,9 @@ impl StorageEngine {
             maps: RecordMaps::new(options.pool_split().1),
             map_reads: AtomicU64::new(0),
             frame_buffer: Mutex::new(Vec::new()),
-            view: RwLock::new(View::checkpointed(initial_meta(), None)),
+            // Replaced by the first refresh, which reads the meta page.
+            view: RwLock::new(View::checkpointed(initial_meta(DatabaseId(1)), None)),
+            view_changes: AtomicU64::new(0),
             writer: Mutex::new(WriterState::default()),
             group: group::StoreGroup::default(),
             shm_seen: AtomicU64::new(0),
@@ -400,13 +478,21 @@ impl StorageEngine {
             // directory fsync was a sixth of a reopen).
             let names_durable = inner.wal.read_header()?.is_some();
             if inner.pages.load_meta()?.is_none() {
-                inner.pages.write_meta(&initial_meta())?;
+                inner
+                    .pages
+                    .write_meta(&initial_meta(new_database_id(&*vfs)))?;
             }
             if !names_durable {
                 vfs.sync_dir(path).map_err(dir_error("sync directory"))?;
             }
             inner.refresh()?;
             inner.ensure_wal_ready()?;
+            // Serials below the reservation may have been handed out by commits a crash
+            // lost (acknowledged in `SyncMode::Normal`): never hand them out again.
+            {
+                let mut view = inner.write_view();
+                view.alloc.serial_next = view.alloc.serial_limit;
+            }
             if interrupted_checkpoint.is_some() {
                 // The open reloaded its view from the meta page (and reset a WAL the
                 // checkpoint covers): the interrupted checkpoint is finished.
@@ -470,10 +556,10 @@ impl StorageEngine {
             encode_record(node, &mut record)?;
             records.push(record);
         }
-        self.inner.write(|txn, writer| {
+        self.inner.write(|txn| {
             records
                 .iter()
-                .map(|record| txn.insert_record(record, &mut writer.hints))
+                .map(|record| txn.insert_record(record))
                 .collect()
         })
     }
@@ -499,13 +585,65 @@ impl StorageEngine {
         self.inner.check_writable()?;
         let mut record = Vec::new();
         encode_record(node, &mut record)?;
-        self.inner
-            .write(|txn, writer| txn.update_record(id, &record, &mut writer.hints))
+        self.inner.write(|txn| txn.update_record(id, &record))
     }
 
     /// Deletes the node a handle names; later loads of the handle give [`Error::NotFound`].
     pub fn delete_memory(&self, id: RecordId) -> Result<()> {
-        self.inner.write(|txn, _| txn.delete_record(id))
+        self.inner.write(|txn| txn.delete_record(id))
+    }
+
+    /// Deletes several nodes atomically (all or none) in one commit. A handle that names
+    /// no live node fails the whole batch with [`Error::NotFound`] (nothing is deleted);
+    /// a handle given twice is [`Error::InvalidArgument`].
+    pub fn delete_memory_batch(&self, ids: &[RecordId]) -> Result<()> {
+        let ops: Vec<WriteOp> = ids.iter().map(|id| WriteOp::Delete(*id)).collect();
+        self.apply(&ops).map(|_| ())
+    }
+
+    /// Applies stores, updates and deletes atomically (all or none) in one commit and one
+    /// `fdatasync`; returns, for each operation in order, the handle a store got (`None`
+    /// for updates and deletes). Fails as a whole, changing nothing, if an update or delete
+    /// names no live node ([`Error::NotFound`]), a handle appears in two operations
+    /// ([`Error::InvalidArgument`]: their order would matter), a node does not encode, or
+    /// the batch is over [`BATCH_NODES_MAX`] operations.
+    pub fn apply(&self, ops: &[WriteOp]) -> Result<Vec<Option<RecordId>>> {
+        if ops.len() > BATCH_NODES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "a batch of {} operations is over the limit of {BATCH_NODES_MAX}",
+                ops.len()
+            )));
+        }
+        let mut targets = std::collections::BTreeSet::new();
+        let mut encoded = Vec::with_capacity(ops.len());
+        for op in ops {
+            let record = match op {
+                WriteOp::Store(node) | WriteOp::Update(_, node) => {
+                    let mut record = Vec::new();
+                    encode_record(node, &mut record)?;
+                    record
+                }
+                WriteOp::Delete(_) => Vec::new(),
+            };
+            if let WriteOp::Update(id, _) | WriteOp::Delete(id) = op
+                && !targets.insert(*id)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "{id} appears in two operations of one batch"
+                )));
+            }
+            encoded.push(record);
+        }
+        self.inner.write(|txn| {
+            ops.iter()
+                .zip(&encoded)
+                .map(|(op, record)| match op {
+                    WriteOp::Store(_) => txn.insert_record(record).map(Some),
+                    WriteOp::Update(id, _) => txn.update_record(*id, record).map(|()| None),
+                    WriteOp::Delete(id) => txn.delete_record(*id).map(|()| None),
+                })
+                .collect()
+        })
     }
 
     /// Streams every live node with its handle, page by page. Pages not already cached are
@@ -518,6 +656,23 @@ impl StorageEngine {
     /// and empties the WAL. Waits while a snapshot (a backup, in any process) is open.
     pub fn checkpoint(&self) -> Result<()> {
         self.inner.checkpoint(true).map(|_| ())
+    }
+
+    /// Moves records and overflow chains from the end of the file into room nearer its
+    /// start and gives the freed tail back to the file system; handles stay valid. Runs
+    /// in small transactions while other threads and processes read and write; see
+    /// [`CompactReport`] for what it did. Handle pages do not move, so a handle page that
+    /// still holds a live handle keeps its place.
+    pub fn compact(&self) -> Result<CompactReport> {
+        self.inner.compact(&mut |_| {})
+    }
+
+    /// [`StorageEngine::compact`], calling `progress` as it goes (for a progress bar).
+    pub fn compact_with_progress(
+        &self,
+        progress: &mut dyn FnMut(CompactProgress),
+    ) -> Result<CompactReport> {
+        self.inner.compact(progress)
     }
 
     /// Opens a snapshot: the pages of the database at the last commit, readable while other
@@ -577,10 +732,17 @@ impl StorageEngine {
     }
 }
 
-fn initial_meta() -> Meta {
+fn initial_meta(database_id: DatabaseId) -> Meta {
     Meta {
         generation: 1,
         checkpoint_lsn: Lsn(0),
-        alloc: AllocState::empty(),
+        alloc: AllocState::empty(database_id),
     }
+}
+
+/// A fresh database identity (never 0).
+fn new_database_id(vfs: &dyn crate::vfs::Vfs) -> DatabaseId {
+    let random = vfs.random_u64();
+    let id = (random ^ (random >> 32)) as u32;
+    DatabaseId(id.max(1))
 }

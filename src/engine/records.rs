@@ -1,75 +1,45 @@
-//! Records on pages: placing, reading, moving and freeing the encoded memory nodes.
+//! Records: placing, reading, moving and freeing the encoded memory nodes.
 //!
-//! A record up to `INLINE_RECORD_MAX` bytes lives in a slot of a data page; a larger one in
-//! a chain of overflow pages that its slot points to. A handle's home slot never moves:
-//! when an update no longer fits in the home page, the record moves to another page (a
-//! `moved_in` slot) and the home slot forwards to it. Forwards are one hop at most: a
-//! record that moves again updates the home slot's forward and frees the old place.
+//! A handle names a *home slot* in a handle page (`crate::handle_page`); the home slot
+//! names the record page and slot where the record lives (`crate::slotted`), and that
+//! record slot names its owner back (home slot and serial). A record up to
+//! [`INLINE_RECORD_MAX`] bytes lives inline in a record page; a larger one in a chain of
+//! overflow pages its record slot points to.
 //!
-//! Data pages are never freed, even when empty: a stale handle therefore always lands on a
-//! data page whose slot generations only grow, and can never name another record. Their
-//! space is reused by later records (the free-space hints remember where room is).
+//! # Why records live apart from their home slots
+//! Before format 2 a record lived in its home slot and moved out (leaving a forward) only
+//! when it outgrew its page. A handle then pinned a whole 64 KiB page holding ~30 records:
+//! after deleting most records at random, almost every page still held one live handle, so
+//! no page could be freed and nothing could be compacted without breaking handles. Now a
+//! handle pins only a 16-byte home slot in a page of 4,092 of them, and every record, small
+//! or large, can move to any page at any time (an update that outgrows its page, a
+//! compaction) by repointing its home slot. The cost is one more page per load (the handle
+//! page, hot in the cache: a few hundred instructions).
+//!
+//! # Promise
+//! A handle finds its record only through a home slot holding its serial, and the record
+//! slot it reaches must name that home slot and serial back; anything else is `NotFound`
+//! (stale handle) or corruption (the two disagree). Serials are never reused (see
+//! `crate::record_id`), so a stale handle never reaches another record.
 
 use super::Inner;
 use super::txn::Txn;
 use crate::error::{Error, Result};
+use crate::handle_page::{self, HomeSlot};
 use crate::page::{
     PAGE_DATA_SIZE, PAGE_HEADER_SIZE, PAGE_IDENTITY_SIZE, Page, PageId, PageType, page_identity,
 };
 use crate::pager::{FIRST_DATA_PAGE, PAGE_FILE_NAME};
 use crate::record_id::RecordId;
 use crate::slotted::{
-    self, INLINE_RECORD_MAX, Slot, SlotContent, SlotPayload, free_space, space_needed,
+    self, INLINE_RECORD_MAX, Owner, Slot, SlotContent, SlotPayload, space_needed,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use crate::space_map;
 use std::sync::atomic::Ordering;
 
-/// How often a lock-free read of a record spanning pages retries before it takes the
-/// writer locks (see [`Inner::load_record`]).
+/// How often a lock-free load retries, when a commit was published while it read, before
+/// it takes the writer locks (see [`Inner::load_record`]).
 const RECORD_READ_ATTEMPTS_MAX: u32 = 8;
-
-/// Whether reading a record touched only its home page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PagesRead {
-    One,
-    Several,
-}
-
-/// Free-space hints kept by a writer; pages with less room than this are forgotten.
-const HINT_FREE_BYTES_MIN: usize = 512;
-/// Most pages remembered in the free-space hints.
-const HINT_PAGES_MAX: usize = 1024;
-
-/// Where a writer looks first for room: data pages with known free bytes, also ordered by
-/// those bytes, so finding room is a range lookup (a walk over every page with a few
-/// hundred bytes left was 9 % of a batch of stores).
-#[derive(Debug, Default)]
-pub(crate) struct FreeSpaceHints {
-    pages: BTreeMap<PageId, usize>,
-    by_free: BTreeSet<(usize, PageId)>,
-}
-
-impl FreeSpaceHints {
-    /// The page with the least free space that still holds `needed` bytes (best fit).
-    fn find(&self, needed: usize, avoid: Option<PageId>) -> Option<PageId> {
-        self.by_free
-            .range((needed, PageId(0))..)
-            .map(|&(_, page)| page)
-            .find(|page| Some(*page) != avoid)
-    }
-
-    /// Records the free space of a data page after a commit.
-    pub fn note(&mut self, page: PageId, free: usize) {
-        if let Some(old) = self.pages.remove(&page) {
-            self.by_free.remove(&(old, page));
-        }
-        if free >= HINT_FREE_BYTES_MIN && self.pages.len() < HINT_PAGES_MAX {
-            self.pages.insert(page, free);
-            self.by_free.insert((free, page));
-        }
-        debug_assert_eq!(self.pages.len(), self.by_free.len());
-    }
-}
 
 /// A record's new bytes, once placed: inline bytes or an overflow chain already written.
 #[derive(Debug, Clone, Copy)]
@@ -87,15 +57,54 @@ impl<'b> Placed<'b> {
     }
 }
 
-fn bad_slot(page: PageId, detail: impl Into<String>) -> Error {
+fn corrupt(page: PageId, detail: impl Into<String>) -> Error {
     Error::corruption(PAGE_FILE_NAME, page.offset(), detail)
+}
+
+fn owner_of(id: RecordId) -> Owner {
+    Owner {
+        home_page: id.page_id(),
+        home_slot: id.slot(),
+        serial: id.serial(),
+    }
+}
+
+/// True if `page` may hold records or handles (inside the file, not a meta or map page).
+fn is_content_page(page: PageId, page_count: u64) -> bool {
+    page >= FIRST_DATA_PAGE && page.0 < page_count && !space_map::is_map_page(page)
 }
 
 impl Txn<'_> {
     /// Stores a new record and returns its handle.
-    pub fn insert_record(&mut self, bytes: &[u8], hints: &mut FreeSpaceHints) -> Result<RecordId> {
+    pub fn insert_record(&mut self, bytes: &[u8]) -> Result<RecordId> {
+        let serial = self.next_serial()?;
+        let home_page = self.page_with_free_handle()?;
+        let home_slot = handle_page::find_free(&*self.read(home_page)?).ok_or_else(|| {
+            corrupt(
+                home_page,
+                format!("{home_page} was chosen for a free handle and has none"),
+            )
+        })?;
+        let owner = Owner {
+            home_page,
+            home_slot,
+            serial,
+        };
         let placed = self.place_bytes(bytes)?;
-        self.place_slot(placed.payload(), false, None, hints)
+        let (record_page, record_slot) = self.place_record(placed.payload(), owner, None)?;
+        let page = self.page_mut(home_page)?;
+        handle_page::occupy(
+            page,
+            home_slot,
+            HomeSlot {
+                serial,
+                record_page,
+                record_slot,
+            },
+        );
+        self.note_room(home_page)?;
+        RecordId::new(self.alloc.database_id, home_page, home_slot, serial)
+            .ok_or_else(|| corrupt(home_page, "a handle out of range was about to be issued"))
     }
 
     fn place_bytes<'b>(&mut self, bytes: &'b [u8]) -> Result<Placed<'b>> {
@@ -109,46 +118,44 @@ impl Txn<'_> {
         })
     }
 
-    /// Puts a slot payload into some data page (not `avoid`), allocating one if needed.
-    fn place_slot(
+    /// Puts a record slot of `owner` into some record page (not `avoid`).
+    fn place_record(
         &mut self,
         payload: SlotPayload<'_>,
-        moved_in: bool,
+        owner: Owner,
         avoid: Option<PageId>,
-        hints: &mut FreeSpaceHints,
-    ) -> Result<RecordId> {
+    ) -> Result<(PageId, u32)> {
         let needed = space_needed(match payload {
             SlotPayload::Inline(bytes) => bytes.len(),
-            _ => 0,
+            SlotPayload::Overflow { .. } => 0,
         });
-        let hinted = hints.find(needed, avoid);
-        let insert_hint =
-            Some(self.alloc.insert_hint).filter(|page| page.0 != 0 && Some(*page) != avoid);
-        for candidate in [hinted, insert_hint].into_iter().flatten() {
-            if let Some(id) = self.try_insert(candidate, payload, moved_in)? {
-                return Ok(id);
-            }
-            hints.note(candidate, 0);
-        }
-        let page_id = self.allocate(PageType::Data)?;
-        self.alloc.insert_hint = page_id;
-        match self.try_insert(page_id, payload, moved_in)? {
-            Some(id) => Ok(id),
-            None => unreachable!("a payload of at most INLINE_RECORD_MAX fits an empty page"),
-        }
-    }
-
-    fn try_insert(
-        &mut self,
-        page_id: PageId,
-        payload: SlotPayload<'_>,
-        moved_in: bool,
-    ) -> Result<Option<RecordId>> {
+        let page_id = self.page_with_room(needed, avoid)?;
         let page = self.page_mut(page_id)?;
         slotted::check_data_page(page)
             .map_err(|error| error.at(PAGE_FILE_NAME, page_id.offset()))?;
-        Ok(slotted::insert(page, payload, moved_in)
-            .and_then(|(slot, generation)| RecordId::new(page_id, slot, generation)))
+        let slot = slotted::insert(page, payload, owner);
+        self.note_room(page_id)?;
+        match slot {
+            Some(slot) => Ok((page_id, slot)),
+            None => Err(corrupt(
+                page_id,
+                format!("{page_id} was chosen for {needed} bytes and does not hold them"),
+            )),
+        }
+    }
+
+    /// Tells the space cache how much room a page changed by this transaction has now
+    /// (its map entry is settled at commit).
+    fn note_room(&mut self, id: PageId) -> Result<()> {
+        let page = self.read(id)?;
+        let entry = match page.page_type() {
+            Some(PageType::Data) => space_map::record_entry(slotted::free_space(&page)),
+            Some(PageType::Handles) if handle_page::has_room(&page) => space_map::HANDLES_WITH_ROOM,
+            _ => space_map::IN_USE,
+        };
+        drop(page);
+        self.space.set(id, entry);
+        Ok(())
     }
 
     fn write_overflow(&mut self, bytes: &[u8]) -> Result<PageId> {
@@ -165,108 +172,202 @@ impl Txn<'_> {
         Ok(ids[0])
     }
 
-    fn free_overflow(&mut self, first: PageId, len: u32) -> Result<()> {
-        for id in overflow_chain(first, len, |id| Ok(self.read(id)?.next()))? {
-            self.free(id)?;
+    /// Frees what a record slot's content owns outside its page (an overflow chain).
+    fn release(&mut self, content: SlotContent) -> Result<()> {
+        if let SlotContent::Overflow { first, len } = content {
+            let page_count = self.alloc.page_count;
+            let chain = overflow_chain(first, len, |id| {
+                if !is_content_page(id, page_count) {
+                    return Err(corrupt(
+                        first,
+                        format!("overflow chain from {first} leaves the file at {id}"),
+                    ));
+                }
+                let page = self.read(id)?;
+                if page.page_type() != Some(PageType::Overflow) {
+                    return Err(corrupt(
+                        id,
+                        format!("{id} is not the overflow page its chain expects"),
+                    ));
+                }
+                Ok(page.next())
+            })?;
+            for id in chain {
+                self.free(id)?;
+            }
         }
         Ok(())
     }
 
-    /// The live slot a user handle names.
-    fn home_slot(&self, id: RecordId) -> Result<Slot> {
-        if id.page_id() < FIRST_DATA_PAGE || id.page_id().0 >= self.alloc.page_count {
+    /// The live home slot a handle names.
+    fn home_slot(&self, id: RecordId) -> Result<HomeSlot> {
+        if id.database() != self.alloc.database_id
+            || !is_content_page(id.page_id(), self.alloc.page_count)
+        {
             return Err(Error::NotFound);
         }
         let page = self.read(id.page_id())?;
-        if page.page_type() != Some(PageType::Data) {
+        if page.page_type() != Some(PageType::Handles) {
             return Err(Error::NotFound);
         }
-        slotted::lookup(&page, id, false)
+        handle_page::lookup(&page, id.slot(), id.serial())
             .map_err(|error| error.at(PAGE_FILE_NAME, id.page_id().offset()))?
             .ok_or(Error::NotFound)
     }
 
-    /// The moved-in slot a forward names.
-    fn forward_target(&self, home: RecordId, target: RecordId) -> Result<Slot> {
+    /// The record slot a live home slot points to; corruption if it is not that record's.
+    fn record_slot(&self, id: RecordId, home: HomeSlot) -> Result<Slot> {
         let bad = || {
-            bad_slot(
-                home.page_id(),
-                format!("{home:?} forwards to a missing {target:?}"),
+            corrupt(
+                id.page_id(),
+                format!(
+                    "the home slot of {id:?} points to {} slot {}, which does not hold its record",
+                    home.record_page, home.record_slot
+                ),
             )
         };
-        if target.page_id() < FIRST_DATA_PAGE || target.page_id().0 >= self.alloc.page_count {
+        if !is_content_page(home.record_page, self.alloc.page_count) {
             return Err(bad());
         }
-        let page = self.read(target.page_id())?;
-        let slot = slotted::lookup(&page, target, true)
-            .map_err(|error| error.at(PAGE_FILE_NAME, target.page_id().offset()))?
-            .ok_or_else(bad)?;
-        if !slot.moved_in || matches!(slot.content, SlotContent::Forward(_)) {
+        let page = self.read(home.record_page)?;
+        if page.page_type() != Some(PageType::Data) {
             return Err(bad());
         }
-        Ok(slot)
-    }
-
-    /// Frees what a slot's content owns outside the slot: an overflow chain, or a forward
-    /// target (with its own chain).
-    fn release(&mut self, home: RecordId, content: SlotContent) -> Result<()> {
-        match content {
-            SlotContent::Overflow { first, len } => self.free_overflow(first, len),
-            SlotContent::Forward(target) => {
-                let slot = self.forward_target(home, target)?;
-                let page = self.page_mut(target.page_id())?;
-                slotted::remove(page, target.slot())
-                    .map_err(|error| error.at(PAGE_FILE_NAME, target.page_id().offset()))?;
-                self.release(home, slot.content)
-            }
-            _ => Ok(()),
-        }
+        slotted::lookup(&page, home.record_slot, owner_of(id))
+            .map_err(|error| error.at(PAGE_FILE_NAME, home.record_page.offset()))?
+            .ok_or_else(bad)
     }
 
     /// Deletes a record.
     pub fn delete_record(&mut self, id: RecordId) -> Result<()> {
-        let slot = self.home_slot(id)?;
-        self.release(id, slot.content)?;
-        let page = self.page_mut(id.page_id())?;
-        slotted::remove(page, id.slot())
-            .map_err(|error| error.at(PAGE_FILE_NAME, id.page_id().offset()))?;
-        Ok(())
+        let home = self.home_slot(id)?;
+        self.record_slot(id, home)?;
+        let page = self.page_mut(home.record_page)?;
+        let content = slotted::remove(page, home.record_slot)
+            .map_err(|error| error.at(PAGE_FILE_NAME, home.record_page.offset()))?;
+        self.note_room(home.record_page)?;
+        self.release(content)?;
+        handle_page::vacate(self.page_mut(id.page_id())?, id.slot());
+        self.note_room(id.page_id())
     }
 
     /// Replaces a record's bytes; the handle stays valid wherever the bytes end up.
-    pub fn update_record(
+    pub fn update_record(&mut self, id: RecordId, bytes: &[u8]) -> Result<()> {
+        let home = self.home_slot(id)?;
+        let old = self.record_slot(id, home)?.content;
+        let placed = self.place_bytes(bytes)?;
+        let at_record =
+            |error: crate::error::DecodeError| error.at(PAGE_FILE_NAME, home.record_page.offset());
+        let page = self.page_mut(home.record_page)?;
+        if slotted::replace(page, home.record_slot, placed.payload()).map_err(at_record)? {
+            self.note_room(home.record_page)?;
+            return self.release(old);
+        }
+        self.relocate(id, home, placed.payload(), Some(home.record_page))?;
+        self.release(old)
+    }
+
+    /// Moves a record to a slot in another record page (not `avoid`) with `payload` as its
+    /// bytes, frees its old slot and repoints its home slot. Returns the new place.
+    fn relocate(
         &mut self,
         id: RecordId,
-        bytes: &[u8],
-        hints: &mut FreeSpaceHints,
-    ) -> Result<()> {
-        let old = self.home_slot(id)?.content;
-        let placed = self.place_bytes(bytes)?;
-        let at_home =
-            |error: crate::error::DecodeError| error.at(PAGE_FILE_NAME, id.page_id().offset());
-        let home_page = self.page_mut(id.page_id())?;
-        if slotted::replace(home_page, id.slot(), placed.payload()).map_err(at_home)? {
-            return self.release(id, old);
+        home: HomeSlot,
+        payload: SlotPayload<'_>,
+        avoid: Option<PageId>,
+    ) -> Result<(PageId, u32)> {
+        let (record_page, record_slot) = self.place_record(payload, owner_of(id), avoid)?;
+        let page = self.page_mut(home.record_page)?;
+        slotted::remove(page, home.record_slot)
+            .map_err(|error| error.at(PAGE_FILE_NAME, home.record_page.offset()))?;
+        self.note_room(home.record_page)?;
+        handle_page::repoint(
+            self.page_mut(id.page_id())?,
+            id.slot(),
+            record_page,
+            record_slot,
+        );
+        Ok((record_page, record_slot))
+    }
+
+    /// Moves the record `id` (which lives in record page `from`) to the lowest record page
+    /// with room below `from`, if there is one; its overflow chain, if any, stays. Returns
+    /// true if it moved. For compaction.
+    pub fn move_record_down(&mut self, id: RecordId, from: PageId) -> Result<bool> {
+        let home = self.home_slot(id)?;
+        if home.record_page != from {
+            return Ok(false);
         }
-        if let SlotContent::Forward(target) = old {
-            let target_slot = self.forward_target(id, target)?;
-            let at_target = |error: crate::error::DecodeError| {
-                error.at(PAGE_FILE_NAME, target.page_id().offset())
-            };
-            let target_page = self.page_mut(target.page_id())?;
-            if slotted::replace(target_page, target.slot(), placed.payload()).map_err(at_target)? {
-                return self.release(id, target_slot.content);
+        let slot = self.record_slot(id, home)?;
+        let page = self.read(from)?;
+        let bytes: Vec<u8>;
+        let payload = match slot.content {
+            SlotContent::Inline { offset, len } => {
+                bytes = slotted::inline_bytes(&page, offset, len).to_vec();
+                SlotPayload::Inline(&bytes)
             }
+            SlotContent::Overflow { first, len } => SlotPayload::Overflow { first, len },
+            SlotContent::Free => return Ok(false),
+        };
+        drop(page);
+        let needed = space_needed(match payload {
+            SlotPayload::Inline(bytes) => bytes.len(),
+            SlotPayload::Overflow { .. } => 0,
+        });
+        let Some(target) = self.lower_page_with_room(needed, from)? else {
+            return Ok(false);
+        };
+        self.alloc.record_hint = target;
+        self.relocate(id, home, payload, Some(from))?;
+        Ok(true)
+    }
+
+    /// Copies the overflow chain of record `id` into free pages below the lowest page of
+    /// the chain that lies at or past `bound`, if it has any; returns true if it moved.
+    pub fn move_chain_down(&mut self, id: RecordId, bound: u64) -> Result<bool> {
+        let home = self.home_slot(id)?;
+        let slot = self.record_slot(id, home)?;
+        let SlotContent::Overflow { first, len } = slot.content else {
+            return Ok(false);
+        };
+        let page_count = self.alloc.page_count;
+        let chain = overflow_chain(first, len, |page| {
+            if !is_content_page(page, page_count) {
+                return Err(corrupt(
+                    first,
+                    format!("overflow chain from {first} leaves the file at {page}"),
+                ));
+            }
+            Ok(self.read(page)?.next())
+        })?;
+        if chain.iter().all(|page| page.0 < bound) {
+            return Ok(false);
         }
-        let moved = self.place_slot(placed.payload(), true, Some(id.page_id()), hints)?;
-        let home_page = self.page_mut(id.page_id())?;
-        let forwarded =
-            slotted::replace(home_page, id.slot(), SlotPayload::Forward(moved)).map_err(at_home)?;
-        assert!(forwarded, "a forward always fits where a record was");
-        match old {
-            SlotContent::Inline { .. } => Ok(()),
-            other => self.release(id, other),
+        let mut bytes = Vec::with_capacity(len as usize);
+        for page in &chain {
+            let page = self.read(*page)?;
+            let used = (page.count() as usize).min(PAGE_DATA_SIZE);
+            bytes.extend_from_slice(&page.bytes()[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + used]);
         }
+        for page in &chain {
+            self.free(*page)?;
+        }
+        let new_first = self.write_overflow(&bytes)?;
+        let record = self.page_mut(home.record_page)?;
+        let replaced = slotted::replace(
+            record,
+            home.record_slot,
+            SlotPayload::Overflow {
+                first: new_first,
+                len,
+            },
+        )
+        .map_err(|error| error.at(PAGE_FILE_NAME, home.record_page.offset()))?;
+        assert!(
+            replaced,
+            "an overflow pointer replaces an overflow pointer in place"
+        );
+        Ok(true)
     }
 }
 
@@ -283,7 +384,7 @@ fn write_overflow_page(page: &mut Page, chunk: &[u8], next: PageId) {
 
 /// The pages of an overflow chain of `len` bytes, following `next` links; fails on a chain
 /// of the wrong length or a cycle (the length bounds the walk).
-fn overflow_chain(
+pub(crate) fn overflow_chain(
     first: PageId,
     len: u32,
     mut next_of: impl FnMut(PageId) -> Result<PageId>,
@@ -293,7 +394,7 @@ fn overflow_chain(
     let mut current = first;
     while ids.len() < expected {
         if current < FIRST_DATA_PAGE {
-            return Err(bad_slot(
+            return Err(corrupt(
                 first,
                 format!("overflow chain from {first} ends early"),
             ));
@@ -302,7 +403,7 @@ fn overflow_chain(
         current = next_of(current)?;
     }
     if current.0 != 0 {
-        return Err(bad_slot(
+        return Err(corrupt(
             first,
             format!("overflow chain from {first} is too long"),
         ));
@@ -311,23 +412,22 @@ fn overflow_chain(
 }
 
 impl Inner {
-    /// The bytes of the record a user handle names, as of one commit point, although reads
-    /// take no lock. `published` is the shared counter the view has caught up with
+    /// The bytes of the record a handle names, as of one commit point, although reads take
+    /// no lock. `published` is the shared counter the view has caught up with
     /// ([`Inner::refresh_if_changed`]).
     ///
-    /// A record in its home slot is read from one page, which is always one version. A
-    /// forwarded or overflowing record spans pages, and another process may commit or
-    /// checkpoint between two of those page reads (a checkpoint rewrites `pages.db` under
-    /// lock-free readers), so the pages may come from different versions: a forward to a
-    /// slot since freed, an overflow chain since reused by another record. Such a read is
-    /// trusted only if the shared counter did not move while it ran (no commit published,
-    /// hence no checkpoint past the view either, since both happen under the WAL lock);
-    /// otherwise it catches up and reads again. After [`RECORD_READ_ATTEMPTS_MAX`] moved
-    /// counters it reads under the writer locks, where nothing moves: bounded work, and
-    /// never a mixed record or a false corruption report.
+    /// A load reads at least two pages (the handle page, then the record page, and an
+    /// overflow chain for a large record), and another process may commit or checkpoint
+    /// between two of those reads (a checkpoint rewrites `pages.db` under lock-free
+    /// readers), so the pages may come from different versions. The result is trusted only
+    /// if the shared counter did not move while the load ran (no commit published, hence no
+    /// checkpoint past the view either: both happen under the WAL lock); otherwise it
+    /// catches up and reads again. After [`RECORD_READ_ATTEMPTS_MAX`] moved counters it
+    /// reads under the writer locks, where nothing moves: bounded work, and never a mixed
+    /// record or a false corruption report.
     ///
-    /// `decode` turns the record's bytes into the caller's value; a record in its home slot
-    /// is decoded straight from the cached page, without a copy.
+    /// `decode` turns the record's bytes into the caller's value; an inline record is
+    /// decoded straight from the cached page, without a copy.
     pub(crate) fn load_record<T>(
         &self,
         id: RecordId,
@@ -337,8 +437,16 @@ impl Inner {
     ) -> Result<T> {
         let mut published = published;
         for _ in 0..RECORD_READ_ATTEMPTS_MAX {
-            let (outcome, pages) = self.load_record_once(id, cache, decode);
-            if pages == PagesRead::One {
+            let changes = self.view_changes();
+            let misses = self.pool.miss_count();
+            let outcome = self.load_record_once(id, cache, decode);
+            // Every page came from the pool and nothing changed the view meanwhile: the
+            // pages are one version, the view's (a page read from `pages.db` could be newer
+            // than the view, written by another process's checkpoint: that takes the counter).
+            if changes.is_multiple_of(2)
+                && self.pool.miss_count() == misses
+                && self.view_changes() == changes
+            {
                 return outcome;
             }
             let now = self.shm.read()?;
@@ -351,73 +459,123 @@ impl Inner {
         let _writer = self.lock_writer();
         let _lock = super::WalLock::take(&self.wal)?;
         self.refresh()?;
-        self.load_record_once(id, cache, decode).0
+        self.load_record_once(id, cache, decode)
     }
 
-    /// One attempt of [`Inner::load_record`], and whether it read beyond the home page.
+    /// One attempt of [`Inner::load_record`].
     fn load_record_once<T>(
         &self,
         id: RecordId,
         cache: bool,
         decode: &dyn Fn(&[u8]) -> Result<T>,
-    ) -> (Result<T>, PagesRead) {
-        let page_count = self.read_view().alloc.page_count;
-        if id.page_id() < FIRST_DATA_PAGE || id.page_id().0 >= page_count {
-            return (Err(Error::NotFound), PagesRead::One);
+    ) -> Result<T> {
+        let alloc = self.read_view().alloc;
+        if id.database() != alloc.database_id || !is_content_page(id.page_id(), alloc.page_count) {
+            return Err(Error::NotFound);
         }
-        let page = match self.pool.get(id.page_id()) {
+        let home_page = self.read_page(id.page_id(), cache)?;
+        if home_page.page_type() != Some(PageType::Handles) {
+            return Err(Error::NotFound);
+        }
+        let home = handle_page::lookup(&home_page, id.slot(), id.serial())
+            .map_err(|error| error.at(PAGE_FILE_NAME, id.page_id().offset()))?
+            .ok_or(Error::NotFound)?;
+        drop(home_page);
+        if !is_content_page(home.record_page, alloc.page_count) {
+            return Err(corrupt(
+                id.page_id(),
+                format!(
+                    "the home slot of {id:?} points outside the file, to {}",
+                    home.record_page
+                ),
+            ));
+        }
+        let page = match self.pool.get(home.record_page) {
             Some(page) => page,
             None => {
-                if cache && let Some(node) = self.load_from_map(id, decode) {
-                    return (Ok(node), PagesRead::One);
+                if cache && let Some(value) = self.load_from_map(id, home, decode) {
+                    return Ok(value);
                 }
-                match self.read_missed_page(id.page_id(), cache) {
-                    Ok(page) => page,
-                    Err(error) => return (Err(error), PagesRead::One),
-                }
+                self.read_missed_page(home.record_page, cache)?
             }
         };
+        self.record_in_page(id, home, &page, cache, decode)
+    }
+
+    /// True if the shared counter still reads `published` (nothing was committed since).
+    pub(crate) fn counter_unmoved(&self, published: u64) -> bool {
+        self.shm.read().is_ok_and(|now| now == published)
+    }
+
+    /// The record of `id` if it lies inline in `page` (a copy of its record page of the
+    /// same commit point as `home`); `None` for anything else (an overflow record, a slot
+    /// that is not its record), which the caller reads the long way.
+    pub(crate) fn inline_record<T>(
+        &self,
+        id: RecordId,
+        home: HomeSlot,
+        page: &Page,
+        decode: &dyn Fn(&[u8]) -> Result<T>,
+    ) -> Option<Result<T>> {
         if page.page_type() != Some(PageType::Data) {
-            return (Err(Error::NotFound), PagesRead::One);
+            return None;
         }
-        let at = |error: crate::error::DecodeError| error.at(PAGE_FILE_NAME, id.page_id().offset());
-        let slot = match slotted::lookup(&page, id, false) {
-            Ok(Some(slot)) => slot,
-            Ok(None) => return (Err(Error::NotFound), PagesRead::One),
-            Err(error) => return (Err(at(error)), PagesRead::One),
-        };
+        let slot = slotted::lookup(page, home.record_slot, owner_of(id)).ok()??;
         match slot.content {
-            SlotContent::Forward(target) => (
-                self.load_moved(id, target, page_count, cache)
-                    .and_then(|bytes| decode(&bytes)),
-                PagesRead::Several,
-            ),
-            content @ SlotContent::Overflow { .. } => (
-                self.slot_bytes(&page, id.page_id(), content, cache)
-                    .and_then(|bytes| decode(&bytes)),
-                PagesRead::Several,
-            ),
-            SlotContent::Inline { offset, len } => (
-                decode(slotted::inline_bytes(&page, offset, len)),
-                PagesRead::One,
-            ),
-            content => (
-                self.slot_bytes(&page, id.page_id(), content, cache)
-                    .and_then(|bytes| decode(&bytes)),
-                PagesRead::One,
-            ),
+            SlotContent::Inline { offset, len } => {
+                Some(decode(slotted::inline_bytes(page, offset, len)))
+            }
+            _ => None,
         }
     }
 
-    /// A load that missed the pool, answered by reading just the record through its page's
-    /// record map (see [`crate::record_map`]): the page's identity prefix, whose LSN must
-    /// be the map's, and the record's bytes, whose CRC32 must be the map's. `None` for
-    /// anything else (no map, a page the WAL holds a newer version of, a mismatch, an I/O
-    /// error, bytes that do not decode): the caller then reads and verifies the whole page,
-    /// which reports what is wrong.
-    fn load_from_map<T>(&self, id: RecordId, decode: &dyn Fn(&[u8]) -> Result<T>) -> Option<T> {
-        let location = self.maps.locate(id)?;
-        let page_id = id.page_id();
+    /// The record of `id` in its record page (read as `page`).
+    fn record_in_page<T>(
+        &self,
+        id: RecordId,
+        home: HomeSlot,
+        page: &Page,
+        cache: bool,
+        decode: &dyn Fn(&[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let at =
+            |error: crate::error::DecodeError| error.at(PAGE_FILE_NAME, home.record_page.offset());
+        let not_its_record = || {
+            corrupt(
+                home.record_page,
+                format!(
+                    "the home slot of {id:?} points to slot {} of {}, which does not hold its record",
+                    home.record_slot, home.record_page
+                ),
+            )
+        };
+        if page.page_type() != Some(PageType::Data) {
+            return Err(not_its_record());
+        }
+        let slot = slotted::lookup(page, home.record_slot, owner_of(id))
+            .map_err(at)?
+            .ok_or_else(not_its_record)?;
+        match slot.content {
+            SlotContent::Inline { offset, len } => decode(slotted::inline_bytes(page, offset, len)),
+            SlotContent::Overflow { first, len } => decode(&self.read_overflow(first, len, cache)?),
+            SlotContent::Free => Err(not_its_record()),
+        }
+    }
+
+    /// A load whose record page missed the pool, answered by reading just the record
+    /// through the page's record map (see [`crate::record_map`]): the page's identity
+    /// prefix, whose LSN must be the map's, and the record's bytes, whose CRC32 must be the
+    /// map's. `None` for anything else (no map, a page the WAL holds a newer version of, a
+    /// mismatch, an I/O error, bytes that do not decode): the caller then reads and verifies
+    /// the whole page, which reports what is wrong.
+    fn load_from_map<T>(
+        &self,
+        id: RecordId,
+        home: HomeSlot,
+        decode: &dyn Fn(&[u8]) -> Result<T>,
+    ) -> Option<T> {
+        let page_id = home.record_page;
+        let location = self.maps.locate(page_id, home.record_slot, id.serial())?;
         // Held while reading, as the whole-page path does: the view names `pages.db` as the
         // home of the page's newest version.
         let view = self.read_view();
@@ -443,61 +601,13 @@ impl Inner {
         Some(node)
     }
 
-    fn load_moved(
-        &self,
-        home: RecordId,
-        target: RecordId,
-        page_count: u64,
-        cache: bool,
-    ) -> Result<Vec<u8>> {
-        let bad = || {
-            bad_slot(
-                home.page_id(),
-                format!("{home:?} forwards to a missing {target:?}"),
-            )
-        };
-        if target.page_id() < FIRST_DATA_PAGE || target.page_id().0 >= page_count {
-            return Err(bad());
-        }
-        let page = self.read_page(target.page_id(), cache)?;
-        let at =
-            |error: crate::error::DecodeError| error.at(PAGE_FILE_NAME, target.page_id().offset());
-        let slot = slotted::lookup(&page, target, true)
-            .map_err(at)?
-            .ok_or_else(bad)?;
-        if !slot.moved_in || matches!(slot.content, SlotContent::Forward(_)) {
-            return Err(bad());
-        }
-        self.slot_bytes(&page, target.page_id(), slot.content, cache)
-    }
-
-    /// The bytes behind a slot's content (inline or an overflow chain).
-    pub(crate) fn slot_bytes(
-        &self,
-        page: &Page,
-        page_id: PageId,
-        content: SlotContent,
-        cache: bool,
-    ) -> Result<Vec<u8>> {
-        match content {
-            SlotContent::Inline { offset, len } => {
-                Ok(slotted::inline_bytes(page, offset, len).to_vec())
-            }
-            SlotContent::Overflow { first, len } => self.read_overflow(first, len, cache),
-            other => Err(bad_slot(
-                page_id,
-                format!("slot content {other:?} holds no record"),
-            )),
-        }
-    }
-
     fn read_overflow(&self, first: PageId, len: u32, cache: bool) -> Result<Vec<u8>> {
         let page_count = self.read_view().alloc.page_count;
         let mut bytes = Vec::with_capacity(len as usize);
         let mut remaining = len as usize;
         overflow_chain(first, len, |id| {
-            if id.0 >= page_count {
-                return Err(bad_slot(
+            if !is_content_page(id, page_count) {
+                return Err(corrupt(
                     first,
                     format!("overflow chain leaves the file at {id}"),
                 ));
@@ -506,7 +616,7 @@ impl Inner {
             let used = page.count() as usize;
             let expected = remaining.min(PAGE_DATA_SIZE);
             if page.page_type() != Some(PageType::Overflow) || used != expected {
-                return Err(bad_slot(
+                return Err(corrupt(
                     id,
                     format!("{id} is not the overflow page its chain expects"),
                 ));
@@ -516,17 +626,5 @@ impl Inner {
             Ok(page.next())
         })?;
         Ok(bytes)
-    }
-
-    /// Updates the free-space hints after a commit that changed `pages`.
-    pub(crate) fn note_free_space<'p>(
-        hints: &mut FreeSpaceHints,
-        pages: impl Iterator<Item = (&'p PageId, &'p Page)>,
-    ) {
-        for (id, page) in pages {
-            if page.page_type() == Some(PageType::Data) {
-                hints.note(*id, free_space(page));
-            }
-        }
     }
 }

@@ -11,11 +11,10 @@
 //! frames go out in one write.
 
 use super::Inner;
+use super::space::SpaceCache;
 use crate::buffer::PageRef;
 use crate::error::{Error, Result};
-use crate::page::{
-    Lsn, PAGE_ID_MAX, PAGE_SIZE, Page, PageId, PageType, delta_len, encode_delta, page_diff,
-};
+use crate::page::{Lsn, PAGE_SIZE, Page, PageId, PageType, delta_len, encode_delta, page_diff};
 use crate::pager::{AllocState, FIRST_DATA_PAGE, PAGE_FILE_NAME};
 use crate::wal::format::{FrameSpec, encode_frame, parse_frame};
 use crate::wal::{FrameInfo, WalCursor, WalEntryType};
@@ -25,6 +24,9 @@ use std::sync::Arc;
 
 /// Pages one transaction may change (a 64 MiB record needs about 1,030).
 pub const TXN_PAGES_MAX: usize = 4096;
+/// Frames (an image and its deltas) a page may have in the WAL before its next change is
+/// logged as a new image: bounds the work of rebuilding a page from the WAL.
+pub const DELTA_CHAIN_MAX: usize = 32;
 
 /// A page the transaction changes: the committed version it started from and its copy.
 #[derive(Debug)]
@@ -54,14 +56,21 @@ pub(crate) struct Txn<'a> {
     pub inner: &'a Inner,
     pub alloc: AllocState,
     pages: BTreeMap<PageId, TxPage>,
+    /// The writer's index of the space map (see `space`).
+    pub space: &'a mut SpaceCache,
+    /// Set when the commit must be durable before it returns whatever the sync mode (it
+    /// reserved serials).
+    pub needs_sync: bool,
 }
 
 impl<'a> Txn<'a> {
-    pub fn new(inner: &'a Inner, alloc: AllocState) -> Txn<'a> {
+    pub fn new(inner: &'a Inner, alloc: AllocState, space: &'a mut SpaceCache) -> Txn<'a> {
         Txn {
             inner,
             alloc,
             pages: BTreeMap::new(),
+            space,
+            needs_sync: false,
         }
     }
 
@@ -109,7 +118,7 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    fn check_page_budget(&self) -> Result<()> {
+    pub fn check_page_budget(&self) -> Result<()> {
         if self.pages.len() >= TXN_PAGES_MAX {
             return Err(Error::TooLarge {
                 what: "transaction",
@@ -120,79 +129,44 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    /// Allocates a page of `page_type`, reusing the free list first.
-    pub fn allocate(&mut self, page_type: PageType) -> Result<PageId> {
-        self.check_page_budget()?;
-        let id = if self.alloc.free_head.0 != 0 {
-            self.pop_free_page()?
-        } else {
-            let id = PageId(self.alloc.page_count);
-            if id.0 > PAGE_ID_MAX {
-                return Err(Error::TooLarge {
-                    what: "page file",
-                    size: id.offset(),
-                    limit: PAGE_ID_MAX * PAGE_SIZE as u64,
-                });
-            }
-            self.alloc.page_count += 1;
-            id
-        };
+    /// Puts a fresh page of `page_type` at `id` into the transaction (allocation), keeping
+    /// the committed version it replaces as the base its frame is logged against.
+    pub fn put_new_page(&mut self, id: PageId, page_type: PageType) {
         let base = self.pages.remove(&id).and_then(|tx_page| tx_page.base);
         let page = Page::new(id, page_type);
         self.pages.insert(id, TxPage { base, page });
-        Ok(id)
     }
 
-    fn pop_free_page(&mut self) -> Result<PageId> {
-        let id = self.alloc.free_head;
-        let free = self.read(id)?;
-        let next = free.next();
-        if free.page_type() != Some(PageType::Free)
-            || (next.0 != 0 && (next < FIRST_DATA_PAGE || next.0 >= self.alloc.page_count))
-            || self.alloc.free_count == 0
-        {
-            return Err(Error::corruption(
-                PAGE_FILE_NAME,
-                id.offset(),
-                format!("free list head {id} is not a valid free page"),
-            ));
-        }
-        drop(free);
-        self.alloc.free_head = next;
-        self.alloc.free_count -= 1;
-        Ok(id)
+    /// Ids of the pages this transaction changed, in order.
+    pub fn changed_ids(&self) -> Vec<PageId> {
+        self.pages.keys().copied().collect()
     }
 
-    /// Puts a page on the free list.
-    pub fn free(&mut self, id: PageId) -> Result<()> {
-        assert!(id >= FIRST_DATA_PAGE, "meta pages are never freed");
-        self.page_mut(id)?;
-        let mut page = Page::new(id, PageType::Free);
-        page.set_next(self.alloc.free_head);
-        if let Some(tx_page) = self.pages.get_mut(&id) {
-            tx_page.page = page;
-        }
-        self.alloc.free_head = id;
-        self.alloc.free_count += 1;
-        Ok(())
-    }
-
-    /// Pages changed by this transaction, for free-space bookkeeping after commit.
-    pub fn changed_pages(&self) -> impl Iterator<Item = (&PageId, &Page)> {
-        self.pages.iter().map(|(id, tx_page)| (id, &tx_page.page))
+    /// Forgets the changes to pages at or past `page_count` (the file shrank past them).
+    pub fn drop_pages_from(&mut self, page_count: u64) {
+        self.pages.retain(|id, _| id.0 < page_count);
     }
 
     /// Logs the transaction, makes it visible in this process and publishes it to the
     /// others. Returns the commit LSN (durable only after `Wal::sync_through`). The caller
     /// holds the writer lock, so the view's cursor cannot move underneath.
     pub fn commit(mut self) -> Result<Lsn> {
+        self.settle_space()?;
         let durable_lsn = self.inner.wal.durable_lsn();
         let (cursor, logged): (WalCursor, Vec<bool>) = {
             let view = self.inner.read_view();
+            // A page with a long chain of deltas gets a fresh image: rebuilding a page that
+            // left the cache reads its image and every delta after it, and the pages every
+            // commit touches (the space map, the page records go into) would otherwise pile
+            // up a delta per commit until the checkpoint.
             let logged = self
                 .pages
                 .keys()
-                .map(|id| view.index.contains_key(id))
+                .map(|id| {
+                    view.index
+                        .get(id)
+                        .is_some_and(|frames| frames.len() < DELTA_CHAIN_MAX)
+                })
                 .collect();
             (view.cursor, logged)
         };

@@ -73,6 +73,15 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// True if `path` exists (file or directory).
     fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// 64 random bits, for identities (a new database's id). The default draws them from
+    /// the operating system's hash keys (`RandomState`); a simulated filesystem overrides it
+    /// with its seeded generator so that runs replay.
+    fn random_u64(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(std::process::id().into());
+        hasher.finish()
+    }
 }
 
 /// An open file. All I/O is positional, so one handle is shared by many threads.

@@ -17,7 +17,7 @@ pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// Where an engine keeps a record: its own handle (ours, 0.45, SQLite's rowid) or the
 /// index into the workload (key-value engines, which look records up by key).
-pub type Handle = u64;
+pub type Handle = u128;
 
 /// An open store.
 pub trait Store: Send + Sync {

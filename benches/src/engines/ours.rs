@@ -23,7 +23,7 @@ struct OursStore(StorageEngine);
 
 impl Store for OursStore {
     fn put(&self, _index: u64, item: &Item) -> BenchResult<Handle> {
-        Ok(self.0.store_memory(&item.node)?.to_u64())
+        Ok(self.0.store_memory(&item.node)?.to_u128())
     }
 
     fn put_batch(&self, _first_index: u64, items: &[Item]) -> BenchResult<Vec<Handle>> {
@@ -37,7 +37,7 @@ impl Store for OursStore {
     }
 
     fn get(&self, handle: Handle, _key: &[u8; 16]) -> BenchResult<String> {
-        Ok(self.0.load_memory(RecordId::from_u64(handle))?.content)
+        Ok(self.0.load_memory(RecordId::from_u128(handle))?.content)
     }
 
     fn scan(&self) -> BenchResult<u64> {

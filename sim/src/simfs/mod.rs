@@ -432,6 +432,12 @@ impl Vfs for ProcessFs {
         Ok(())
     }
 
+    /// Drawn from the disk's seeded generator, so a run replays (a new database's id).
+    fn random_u64(&self) -> u64 {
+        use rand_chacha::rand_core::RngCore;
+        self.disk().rng.next_u64()
+    }
+
     fn exists(&self, path: &Path) -> io::Result<bool> {
         let path = normalize(path);
         let mut disk = self.disk();

@@ -1,6 +1,6 @@
 //! `mentedb-storage`: the operator's tool for a mentedb-storage database directory.
 //!
-//! `verify`, `stats`, `dump`, `backup`, `restore`, `checkpoint`. Every command that reads
+//! `verify`, `stats`, `dump`, `backup`, `restore`, `checkpoint`, `compact`. Every command that reads
 //! a database opens it as any process would (recovery included; other processes may keep
 //! using it). Exit codes: 0 success (and a clean `verify`), 1 `verify` found problems,
 //! 2 an error — printed as one line saying what failed, on which file, and what to do.
@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use json::Json;
 use mentedb_storage::backup;
 use mentedb_storage::engine::{IntegrityProblem, Options};
+use mentedb_storage::handle_page;
 use mentedb_storage::slotted::{self, SlotContent};
 use mentedb_storage::vfs::RealFs;
 use mentedb_storage::wal::{ScanStop, WalEntryType};
@@ -60,7 +61,7 @@ enum Command {
         /// One page: its header and, for a data page, its slots.
         #[arg(long, value_name = "N")]
         page: Option<u64>,
-        /// One record, by handle `page:slot:generation`.
+        /// One record, by its handle (`dddddddd-pppppppp-ssss-nnnnnnnnnnnn`).
         #[arg(long, value_name = "ID")]
         record: Option<String>,
         /// Print JSON.
@@ -83,6 +84,13 @@ enum Command {
     },
     /// Move every change from the WAL into the page file and empty the WAL.
     Checkpoint {
+        /// The database directory.
+        dir: PathBuf,
+    },
+    /// Move records from the end of the file into free room nearer its start and give the
+    /// freed tail back to the file system (online: others may keep using the database;
+    /// handles stay valid).
+    Compact {
         /// The database directory.
         dir: PathBuf,
     },
@@ -162,6 +170,24 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compact { dir } => {
+            let engine = open(&dir)?;
+            let mut bar = ProgressBar::new("compact");
+            let report = engine
+                .compact_with_progress(&mut |progress| bar.update(progress.done, progress.total))?;
+            bar.finish();
+            println!(
+                "compacted {}: {} records and {} overflow chains moved; {} pages -> {} pages \
+                 ({} bytes given back)",
+                dir.display(),
+                report.records_moved,
+                report.chains_moved,
+                report.pages_before,
+                report.pages_after,
+                report.bytes_returned()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Checkpoint { dir } => {
             let engine = open(&dir)?;
             engine.checkpoint()?;
@@ -192,6 +218,7 @@ fn problems_json(problems: &[IntegrityProblem]) -> Json {
 }
 
 fn verify(path: &Path, json: bool) -> Result<ExitCode, Error> {
+    let mut space = None;
     let (what, pages, problems) = if path.is_file() {
         let mut bar = ProgressBar::new("verify");
         let check = backup::verify_with_progress(&RealFs::new(), path, &mut |done, total| {
@@ -201,7 +228,22 @@ fn verify(path: &Path, json: bool) -> Result<ExitCode, Error> {
         ("backup", check.pages, check.problems)
     } else {
         let report = backup::verify_database(path, Options::default())?;
+        space = Some((
+            report.free_pages,
+            report.free_page_bytes(),
+            report.free_record_bytes,
+            report.compact_would_return_bytes(),
+        ));
         ("database", report.pages, report.problems)
+    };
+    let space_json = match space {
+        Some((free_pages, free_page_bytes, free_record_bytes, compact)) => Json::object([
+            ("free_pages", free_pages.into()),
+            ("free_page_bytes", free_page_bytes.into()),
+            ("free_record_bytes", free_record_bytes.into()),
+            ("compact_would_return_bytes", compact.into()),
+        ]),
+        None => Json::Null,
     };
     if json {
         println!(
@@ -211,11 +253,18 @@ fn verify(path: &Path, json: bool) -> Result<ExitCode, Error> {
                 ("kind", what.into()),
                 ("pages", pages.into()),
                 ("clean", problems.is_empty().into()),
+                ("space", space_json),
                 ("problems", problems_json(&problems)),
             ])
         );
     } else if problems.is_empty() {
         println!("{what} {}: clean ({pages} pages checked)", path.display());
+        if let Some((free_pages, free_page_bytes, free_record_bytes, compact)) = space {
+            println!(
+                "space: {free_pages} free pages ({free_page_bytes} bytes), {free_record_bytes} \
+                 bytes free inside record pages; compact would give back about {compact} bytes"
+            );
+        }
     } else {
         println!(
             "{what} {}: {} problem(s) in {pages} pages",
@@ -246,10 +295,17 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, Error> {
             Json::object([
                 ("pages", report.pages.into()),
                 ("data_pages", report.data_pages.into()),
+                ("handle_pages", report.handle_pages.into()),
+                ("map_pages", report.map_pages.into()),
                 ("overflow_pages", report.overflow_pages.into()),
                 ("free_pages", report.free_pages.into()),
+                ("free_page_bytes", report.free_page_bytes().into()),
+                ("free_record_bytes", report.free_record_bytes.into()),
+                (
+                    "compact_would_return_bytes",
+                    report.compact_would_return_bytes().into()
+                ),
                 ("live_records", report.live_records.into()),
-                ("moved_records", report.moved_records.into()),
                 ("record_bytes", report.record_bytes.into()),
                 ("fill_factor", stats.fill_factor().into()),
                 ("page_file_bytes", stats.page_file_bytes.into()),
@@ -267,14 +323,26 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, Error> {
     } else {
         println!("database        {}", dir.display());
         println!(
-            "pages           {} ({} data, {} overflow, {} free, 2 meta)",
-            report.pages, report.data_pages, report.overflow_pages, report.free_pages
+            "pages           {} ({} record, {} handle, {} overflow, {} free, {} space map, 2 meta)",
+            report.pages,
+            report.data_pages,
+            report.handle_pages,
+            report.overflow_pages,
+            report.free_pages,
+            report.map_pages
+        );
+        println!("live records    {}", report.live_records);
+        println!("record bytes    {}", report.record_bytes);
+        println!(
+            "free space      {} free pages ({} bytes), {} bytes free inside record pages",
+            report.free_pages,
+            report.free_page_bytes(),
+            report.free_record_bytes
         );
         println!(
-            "live records    {} ({} moved from their home page)",
-            report.live_records, report.moved_records
+            "compact         would give back about {} bytes",
+            report.compact_would_return_bytes()
         );
-        println!("record bytes    {}", report.record_bytes);
         println!(
             "fill factor     {:.1}% of data and overflow page space",
             stats.fill_factor() * 100.0
@@ -299,19 +367,11 @@ fn stats(dir: &Path, json: bool) -> Result<ExitCode, Error> {
 }
 
 fn parse_record_id(text: &str) -> Result<RecordId, Error> {
-    let invalid = || {
+    text.parse::<RecordId>().map_err(|error| {
         Error::InvalidArgument(format!(
-            "record handle {text:?}: expected page:slot:generation, e.g. 2:0:1"
+            "{error}; a handle reads like 0a1b2c3d-00000004-0011-0000000000ff"
         ))
-    };
-    let parts: Vec<&str> = text.split(':').collect();
-    let [page, slot, generation] = parts.as_slice() else {
-        return Err(invalid());
-    };
-    let page: u64 = page.parse().map_err(|_| invalid())?;
-    let slot: u32 = slot.parse().map_err(|_| invalid())?;
-    let generation: u32 = generation.parse().map_err(|_| invalid())?;
-    RecordId::new(PageId(page), slot, generation).ok_or_else(invalid)
+    })
 }
 
 fn dump(
@@ -354,7 +414,7 @@ fn dump_state(engine: &StorageEngine, json: bool) -> String {
     }
     format!(
         "pages {}  checkpoint LSN {}  last LSN {}  WAL {} bytes\n\
-         (use --wal, --page N or --record page:slot:generation for more)",
+         (use --wal, --page N or --record HANDLE for more)",
         engine.page_count(),
         engine.checkpoint_lsn().0,
         engine.last_lsn().0,
@@ -456,7 +516,6 @@ fn dump_wal(engine: &StorageEngine, json: bool) -> Result<String, Error> {
 fn slot_text(content: SlotContent) -> (String, Json) {
     match content {
         SlotContent::Free => ("free".into(), Json::object([("kind", "free".into())])),
-        SlotContent::Retired => ("retired".into(), Json::object([("kind", "retired".into())])),
         SlotContent::Inline { offset, len } => (
             format!("inline {len} bytes at {offset}"),
             Json::object([
@@ -473,49 +532,83 @@ fn slot_text(content: SlotContent) -> (String, Json) {
                 ("len", len.into()),
             ]),
         ),
-        SlotContent::Forward(target) => (
-            format!("forward to {target}"),
-            Json::object([
-                ("kind", "forward".into()),
-                ("target", target.to_string().into()),
-            ]),
-        ),
     }
+}
+
+/// The slots of a record page or handle page: (index, text, JSON).
+fn page_slots(page: &mentedb_storage::Page) -> Vec<(u32, String, Json)> {
+    let mut slots = Vec::new();
+    match page.page_type() {
+        Some(PageType::Data) => {
+            for index in 0..slotted::slot_count(page) {
+                match slotted::read_slot(page, index) {
+                    Ok(slot) if slot.content == SlotContent::Free => {
+                        slots.push((
+                            index,
+                            "free".to_string(),
+                            Json::object([("kind", "free".into())]),
+                        ));
+                    }
+                    Ok(slot) => {
+                        let (text, value) = slot_text(slot.content);
+                        let owner = format!(
+                            "of home slot {} of page {}, serial {}",
+                            slot.owner.home_slot, slot.owner.home_page.0, slot.owner.serial.0
+                        );
+                        let value = Json::object([
+                            ("content", value),
+                            ("home_page", slot.owner.home_page.0.into()),
+                            ("home_slot", slot.owner.home_slot.into()),
+                            ("serial", slot.owner.serial.0.into()),
+                        ]);
+                        slots.push((index, format!("{text} {owner}"), value));
+                    }
+                    Err(error) => {
+                        let text = format!("unreadable: {}", error.0);
+                        slots.push((index, text.clone(), Json::Str(text)));
+                    }
+                }
+            }
+        }
+        Some(PageType::Handles) => {
+            for index in 0..mentedb_storage::record_id::HOME_SLOTS_PER_PAGE {
+                match handle_page::read(page, index) {
+                    Ok(None) => {}
+                    Ok(Some(home)) => slots.push((
+                        index,
+                        format!(
+                            "serial {} -> page {} slot {}",
+                            home.serial.0, home.record_page.0, home.record_slot
+                        ),
+                        Json::object([
+                            ("serial", home.serial.0.into()),
+                            ("record_page", home.record_page.0.into()),
+                            ("record_slot", home.record_slot.into()),
+                        ]),
+                    )),
+                    Err(error) => {
+                        let text = format!("unreadable: {}", error.0);
+                        slots.push((index, text.clone(), Json::Str(text)));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    slots
 }
 
 fn dump_page(engine: &StorageEngine, id: PageId, json: bool) -> Result<String, Error> {
     let page = engine.read_page_image(id)?;
-    let page_type = page.page_type();
-    let type_name = match page_type {
+    let type_name = match page.page_type() {
         Some(kind) => format!("{kind:?}"),
         None => "unknown".to_string(),
     };
-    let mut slots = Vec::new();
-    if page_type == Some(PageType::Data) {
-        for index in 0..slotted::slot_count(&page) {
-            match slotted::read_slot(&page, index) {
-                Ok(slot) => {
-                    let (text, value) = slot_text(slot.content);
-                    slots.push((index, slot.generation, slot.moved_in, text, value));
-                }
-                Err(error) => {
-                    let text = format!("unreadable: {}", error.0);
-                    slots.push((index, 0, false, text.clone(), Json::Str(text)));
-                }
-            }
-        }
-    }
+    let slots = page_slots(&page);
     if json {
         let slot_list = slots
             .into_iter()
-            .map(|(index, generation, moved_in, _, value)| {
-                Json::object([
-                    ("slot", index.into()),
-                    ("generation", generation.into()),
-                    ("moved_in", moved_in.into()),
-                    ("content", value),
-                ])
-            })
+            .map(|(index, _, value)| Json::object([("slot", index.into()), ("content", value)]))
             .collect();
         return Ok(Json::object([
             ("page", id.0.into()),
@@ -534,11 +627,8 @@ fn dump_page(engine: &StorageEngine, id: PageId, json: bool) -> Result<String, E
         page.next().0,
         page.count()
     );
-    for (index, generation, moved_in, text, _) in slots {
-        let moved = if moved_in { " (moved in)" } else { "" };
-        out.push_str(&format!(
-            "  slot {index:>4}  gen {generation:>5}  {text}{moved}\n"
-        ));
+    for (index, text, _) in slots {
+        out.push_str(&format!("  slot {index:>4}  {text}\n"));
     }
     Ok(out.trim_end().to_string())
 }
