@@ -3,7 +3,9 @@
 //! sequence to a minimal one. Cases: 64 by default, `PROPTEST_CASES` overrides.
 
 use mentedb_storage::vfs::MemFs;
-use mentedb_storage::{AgentId, Error, MemoryNode, MemoryType, Options, RecordId, StorageEngine};
+use mentedb_storage::{
+    AgentId, Error, MemoryNode, MemoryType, Options, RecordId, StorageEngine, WriteOp,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -25,12 +27,33 @@ enum Op {
     Batch(Vec<(Size, u8)>),
     Update(usize, Size, u8),
     Delete(usize),
+    /// Delete several picked nodes in one batch (`true`: every live node).
+    DeleteBatch(Vec<usize>, bool),
+    /// One atomic apply of stores, updates and deletes.
+    Apply(Vec<ApplyPart>),
+    Compact,
     Load(usize),
     LoadDeleted(usize),
     Scan,
     Checkpoint,
     CloseReopen,
     CrashReopen,
+}
+
+#[derive(Debug, Clone)]
+enum ApplyPart {
+    Store(Size, u8),
+    Update(usize, Size, u8),
+    Delete(usize),
+}
+
+fn apply_part() -> impl Strategy<Value = ApplyPart> {
+    prop_oneof![
+        (size(), any::<u8>()).prop_map(|(size, tag)| ApplyPart::Store(size, tag)),
+        (any::<usize>(), size(), any::<u8>())
+            .prop_map(|(pick, size, tag)| ApplyPart::Update(pick, size, tag)),
+        any::<usize>().prop_map(ApplyPart::Delete),
+    ]
 }
 
 fn size() -> impl Strategy<Value = Size> {
@@ -48,6 +71,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop::collection::vec((size(), any::<u8>()), 1..6).prop_map(Op::Batch),
         4 => (any::<usize>(), size(), any::<u8>()).prop_map(|(pick, size, tag)| Op::Update(pick, size, tag)),
         3 => any::<usize>().prop_map(Op::Delete),
+        2 => (prop::collection::vec(any::<usize>(), 1..8), prop::bool::weighted(0.2))
+            .prop_map(|(picks, all)| Op::DeleteBatch(picks, all)),
+        2 => prop::collection::vec(apply_part(), 1..6).prop_map(Op::Apply),
+        1 => Just(Op::Compact),
         3 => any::<usize>().prop_map(Op::Load),
         1 => any::<usize>().prop_map(Op::LoadDeleted),
         1 => Just(Op::Scan),
@@ -163,6 +190,27 @@ impl Harness {
                     self.deleted.insert(id);
                 }
             }
+            Op::DeleteBatch(picks, all) => {
+                let mut ids: Vec<RecordId> = if *all {
+                    self.live.keys().copied().collect()
+                } else {
+                    picks.iter().filter_map(|pick| self.pick(*pick)).collect()
+                };
+                ids.sort_unstable();
+                ids.dedup();
+                self.engine()
+                    .delete_memory_batch(&ids)
+                    .expect("delete batch");
+                for id in ids {
+                    self.live.remove(&id);
+                    self.deleted.insert(id);
+                }
+            }
+            Op::Apply(parts) => self.apply_parts(parts)?,
+            Op::Compact => {
+                self.engine().compact().expect("compact");
+                self.check_all()?;
+            }
             Op::Load(pick) => {
                 if let Some(id) = self.pick(*pick) {
                     prop_assert_eq!(
@@ -198,6 +246,54 @@ impl Harness {
             Op::CrashReopen => {
                 self.reopen();
                 self.check_all()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves the parts to distinct live handles (a part without one is dropped), applies
+    /// them in one call and records the outcome.
+    fn apply_parts(&mut self, parts: &[ApplyPart]) -> Result<(), TestCaseError> {
+        let mut taken = BTreeSet::new();
+        let mut ops = Vec::new();
+        for part in parts {
+            let mut target = |pick: usize| {
+                let id = self.pick(pick)?;
+                taken.insert(id).then_some(id)
+            };
+            match part {
+                ApplyPart::Store(size, tag) => ops.push(WriteOp::Store(node(*size, *tag))),
+                ApplyPart::Update(pick, size, tag) => {
+                    if let Some(id) = target(*pick) {
+                        ops.push(WriteOp::Update(id, node(*size, *tag)));
+                    }
+                }
+                ApplyPart::Delete(pick) => {
+                    if let Some(id) = target(*pick) {
+                        ops.push(WriteOp::Delete(id));
+                    }
+                }
+            }
+        }
+        let results = self.engine().apply(&ops).expect("apply");
+        prop_assert_eq!(results.len(), ops.len());
+        for (op, result) in ops.into_iter().zip(results) {
+            match (op, result) {
+                (WriteOp::Store(node), Some(id)) => {
+                    prop_assert!(
+                        !self.live.contains_key(&id) && !self.deleted.contains(&id),
+                        "handle {id:?} reissued"
+                    );
+                    self.live.insert(id, node);
+                }
+                (WriteOp::Update(id, node), None) => {
+                    self.live.insert(id, node);
+                }
+                (WriteOp::Delete(id), None) => {
+                    self.live.remove(&id);
+                    self.deleted.insert(id);
+                }
+                (op, result) => prop_assert!(false, "{op:?} gave {result:?}"),
             }
         }
         Ok(())
@@ -239,8 +335,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// Every sequence of stores, batches, updates (growing past a page and shrinking back),
-    /// deletes, loads, scans, checkpoints, clean reopens and crashes (drop without close)
-    /// leaves the engine equal to the model, and its pages pass the integrity check.
+    /// deletes (one at a time, in batches, everything), atomic applies of stores, updates
+    /// and deletes, compactions, loads, scans, checkpoints, clean reopens and crashes (drop
+    /// without close) leaves the engine equal to the model, and its pages pass the
+    /// integrity check.
     #[test]
     fn random_operation_sequences_match_the_model(ops in prop::collection::vec(op(), 1..60)) {
         let mut harness = Harness::new();

@@ -19,6 +19,20 @@ pub enum Change {
     Update(RecordId, MemoryNode),
     /// A node deleted.
     Delete(RecordId),
+    /// Stores, updates and deletes committed together (`apply`, `delete_memory_batch`):
+    /// all of them or none.
+    Apply(Vec<Part>),
+}
+
+/// One part of a [`Change::Apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    /// A new node.
+    Store(MemoryNode),
+    /// A node replaced.
+    Update(RecordId, MemoryNode),
+    /// A node deleted.
+    Delete(RecordId),
 }
 
 /// The expected contents of the database.
@@ -110,6 +124,15 @@ impl Model {
             match change {
                 Change::Update(target, node) if *target == id => nodes.push(node),
                 Change::Delete(target) if *target == id => may_be_absent = true,
+                Change::Apply(parts) => {
+                    for part in parts {
+                        match part {
+                            Part::Update(target, node) if *target == id => nodes.push(node),
+                            Part::Delete(target) if *target == id => may_be_absent = true,
+                            _ => {}
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -132,6 +155,13 @@ impl Model {
                         nodes.insert(node.id, (index, node));
                     }
                 }
+                Change::Apply(parts) => {
+                    for part in parts {
+                        if let Part::Store(node) = part {
+                            nodes.insert(node.id, (index, node));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -147,10 +177,21 @@ impl Model {
             }
         }
         for change in &self.pending {
-            if let Change::Delete(id) = change
-                && !observed.contains_key(id)
-            {
-                self.deleted.insert(*id);
+            let deletes: Vec<RecordId> = match change {
+                Change::Delete(id) => vec![*id],
+                Change::Apply(parts) => parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        Part::Delete(id) => Some(*id),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for id in deletes {
+                if !observed.contains_key(&id) {
+                    self.deleted.insert(id);
+                }
             }
         }
         self.live = observed;

@@ -12,7 +12,7 @@
 //! - **Structure**: the full integrity check passes.
 //! - **Detection**: corruption is reported only if some was injected.
 
-use crate::model::{Change, Model};
+use crate::model::{Change, Model, Part};
 use mentedb_storage::{Error, MemoryNode, RecordId, StorageEngine};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -38,6 +38,8 @@ pub enum Rule {
     Liveness,
     /// Recovering twice gave different states.
     Recovery,
+    /// Free space was not found again, or the file is larger than its live data allows.
+    Space,
     /// The engine panicked.
     NoPanic,
 }
@@ -234,15 +236,73 @@ fn check_unknown(
         }
     }
     for (index, change) in model.pending().iter().enumerate() {
-        if let Change::Batch(nodes) = change {
-            let seen = seen_per_change.get(&index).copied().unwrap_or(0);
-            if seen != 0 && seen != nodes.len() {
+        let seen = seen_per_change.get(&index).copied().unwrap_or(0);
+        match change {
+            Change::Batch(nodes) if seen != 0 && seen != nodes.len() => {
                 return Err(violation(
                     Rule::Atomicity,
                     format!("batch of {} nodes is {seen} nodes present", nodes.len()),
                 ));
             }
+            Change::Apply(parts) => check_apply_atomic(model, observed, parts, seen)?,
+            _ => {}
         }
+    }
+    Ok(())
+}
+
+/// A pending `apply` (or delete batch) is all there or not at all: each part that shows
+/// unambiguously whether it happened must agree with the others.
+fn check_apply_atomic(
+    model: &Model,
+    observed: &BTreeMap<RecordId, MemoryNode>,
+    parts: &[Part],
+    stores_seen: usize,
+) -> Result<(), Violation> {
+    let stores = parts
+        .iter()
+        .filter(|part| matches!(part, Part::Store(_)))
+        .count();
+    let mut happened = Vec::new();
+    if stores > 0 {
+        if stores_seen != 0 && stores_seen != stores {
+            return Err(violation(
+                Rule::Atomicity,
+                format!("an apply of {stores} stores has {stores_seen} of them present"),
+            ));
+        }
+        happened.push(stores_seen != 0);
+    }
+    for part in parts {
+        match part {
+            Part::Store(_) => {}
+            Part::Update(id, node) => {
+                let before = model.live().get(id);
+                match observed.get(id) {
+                    Some(found) if found == node && before != Some(node) => happened.push(true),
+                    Some(found) if Some(found) == before && before != Some(node) => {
+                        happened.push(false)
+                    }
+                    _ => {}
+                }
+            }
+            Part::Delete(id) => {
+                if model.live().contains_key(id) {
+                    happened.push(!observed.contains_key(id));
+                }
+            }
+        }
+    }
+    if happened.iter().any(|part| *part) && happened.iter().any(|part| !*part) {
+        return Err(violation(
+            Rule::Atomicity,
+            format!(
+                "an apply of {} parts is partly there: {} of {} decided parts happened",
+                parts.len(),
+                happened.iter().filter(|part| **part).count(),
+                happened.len()
+            ),
+        ));
     }
     Ok(())
 }

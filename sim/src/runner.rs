@@ -18,6 +18,7 @@ use std::path::Path;
 mod concurrent;
 mod crashes;
 mod ops;
+mod space;
 
 pub use concurrent::{GROUP_OPS_MAX, RECOVERY_CRASHES_MAX};
 
@@ -191,6 +192,7 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         .concurrency_ppm
         .unwrap_or_else(|| [0, 100_000, 300_000, 600_000][below(&mut *rng, 4) as usize]);
     let switch_ppm = [500_000, 125_000, 15_000, 2_000][below(&mut *rng, 4) as usize];
+    let churn = below(&mut *rng, 3) == 0;
     let mut sim = Sim {
         seed,
         schedule: crate::sched::Schedule::new(seed, switch_ppm),
@@ -210,7 +212,8 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
     };
     sim.trace.push(format!(
         "seed {seed}: {processes} processes, pool {} pages, checkpoint at {} KiB, \
-         concurrent steps {concurrency_ppm} ppm, switches {switch_ppm} ppm, faults {faults:?}",
+         concurrent steps {concurrency_ppm} ppm, switches {switch_ppm} ppm, churn {churn}, \
+         faults {faults:?}",
         sim.pool_pages,
         sim.checkpoint_bytes / 1024
     ));
@@ -220,12 +223,12 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
             if chance(&mut *sim.rng, concurrency_ppm) {
                 let count = 2 + below(&mut *sim.rng, GROUP_OPS_MAX as u64 - 1) as usize;
                 let ops = (0..count)
-                    .map(|_| next_op(&mut *sim.rng, processes))
+                    .map(|_| next_op(&mut *sim.rng, processes, churn))
                     .collect();
                 sim.execute_group(step, ops)?;
                 step += count;
             } else {
-                let op = next_op(&mut *sim.rng, processes);
+                let op = next_op(&mut *sim.rng, processes, churn);
                 sim.execute(step, op)?;
                 step += 1;
             }

@@ -93,6 +93,20 @@ pub fn node<R: RngCore + ?Sized>(rng: &mut R, size: NodeSize) -> MemoryNode {
     }
 }
 
+/// Most handles one delete batch of the workload names.
+pub const DELETE_BATCH_MAX: usize = 500;
+
+/// One part of a drawn [`Op::Apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartDraw {
+    /// Store a node.
+    Store(MemoryNode),
+    /// Replace the node `pick` selects.
+    Update(u64, MemoryNode),
+    /// Delete the node `pick` selects.
+    Delete(u64),
+}
+
 /// One step of the workload. `pick` selects an existing handle (modulo the count known).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -111,6 +125,20 @@ pub enum Op {
     },
     /// Delete a node.
     Delete { process: usize, pick: u64 },
+    /// Delete several nodes atomically (`all`: every live node, in batches of at most
+    /// [`DELETE_BATCH_MAX`]).
+    DeleteMany {
+        process: usize,
+        picks: Vec<u64>,
+        all: bool,
+    },
+    /// Stores, updates and deletes in one atomic `apply`.
+    Apply {
+        process: usize,
+        parts: Vec<PartDraw>,
+    },
+    /// Online compaction.
+    Compact { process: usize },
     /// Load a live node and compare.
     Load { process: usize, pick: u64 },
     /// Load a deleted handle: must be not found.
@@ -141,6 +169,19 @@ impl Op {
                 node,
             } => format!("p{process} update #{pick} to {} B", node.content.len()),
             Op::Delete { process, pick } => format!("p{process} delete #{pick}"),
+            Op::DeleteMany {
+                process,
+                picks,
+                all,
+            } => {
+                if *all {
+                    format!("p{process} delete everything")
+                } else {
+                    format!("p{process} delete a batch of {}", picks.len())
+                }
+            }
+            Op::Apply { process, parts } => format!("p{process} apply {} parts", parts.len()),
+            Op::Compact { process } => format!("p{process} compact"),
             Op::Load { process, pick } => format!("p{process} load #{pick}"),
             Op::StaleLoad { process, pick } => format!("p{process} stale load #{pick}"),
             Op::Scan { process } => format!("p{process} scan"),
@@ -152,11 +193,17 @@ impl Op {
     }
 }
 
-/// Draws the next operation for a run with `processes` simulated processes.
-pub fn next_op<R: RngCore + ?Sized>(rng: &mut R, processes: usize) -> Op {
+/// Draws the next operation for a run with `processes` simulated processes. With `churn`
+/// (drawn per seed), batches of deletes are five times as common and one in four deletes
+/// everything: stores and deletes of the same data cycle, pages empty and fill again.
+pub fn next_op<R: RngCore + ?Sized>(rng: &mut R, processes: usize, churn: bool) -> Op {
     let process = below(rng, processes as u64) as usize;
     let pick = rng.next_u64();
-    match below(rng, 1000) {
+    let roll = below(rng, 1000);
+    if churn && roll < 40 {
+        return delete_many(rng, process, true);
+    }
+    match roll {
         0..=299 => {
             let size = NodeSize::draw(rng);
             Op::Store {
@@ -182,7 +229,27 @@ pub fn next_op<R: RngCore + ?Sized>(rng: &mut R, processes: usize) -> Op {
                 node: node(rng, size),
             }
         }
-        500..=599 => Op::Delete { process, pick },
+        500..=559 => Op::Delete { process, pick },
+        560..=579 => delete_many(rng, process, false),
+        580..=591 => {
+            let count = 2 + below(rng, 7) as usize;
+            let parts = (0..count)
+                .map(|_| match below(rng, 3) {
+                    0 => {
+                        let size = NodeSize::draw(rng).min(NodeSize::Large);
+                        PartDraw::Store(node(rng, size))
+                    }
+                    1 => {
+                        let pick = rng.next_u64();
+                        let size = NodeSize::draw(rng);
+                        PartDraw::Update(pick, node(rng, size))
+                    }
+                    _ => PartDraw::Delete(rng.next_u64()),
+                })
+                .collect();
+            Op::Apply { process, parts }
+        }
+        592..=599 => Op::Compact { process },
         600..=844 => Op::Load { process, pick },
         845..=899 => Op::StaleLoad { process, pick },
         900..=909 => Op::Scan { process },
@@ -190,6 +257,17 @@ pub fn next_op<R: RngCore + ?Sized>(rng: &mut R, processes: usize) -> Op {
         970..=977 => Op::Reopen { process },
         978..=989 => Op::ProcessCrash { process },
         _ => Op::PowerLoss,
+    }
+}
+
+/// A delete batch: 1-30 picks, or (with `may_be_all`, one time in four) every live node.
+fn delete_many<R: RngCore + ?Sized>(rng: &mut R, process: usize, may_be_all: bool) -> Op {
+    let all = may_be_all && below(rng, 4) == 0;
+    let count = 1 + below(rng, 30) as usize;
+    Op::DeleteMany {
+        process,
+        picks: (0..count).map(|_| rng.next_u64()).collect(),
+        all,
     }
 }
 
@@ -204,7 +282,7 @@ mod tests {
         let mut first = ChaCha8Rng::seed_from_u64(7);
         let mut second = ChaCha8Rng::seed_from_u64(7);
         for _ in 0..200 {
-            assert_eq!(next_op(&mut first, 3), next_op(&mut second, 3));
+            assert_eq!(next_op(&mut first, 3, true), next_op(&mut second, 3, true));
         }
     }
 

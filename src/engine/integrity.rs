@@ -60,6 +60,8 @@ pub struct IntegrityReport {
     pub live_records: u64,
     /// Encoded bytes of the live records (inline and overflow).
     pub record_bytes: u64,
+    /// Encoded bytes of the live records kept inline in record pages.
+    pub inline_record_bytes: u64,
     /// Bytes free inside record pages (room for records without a new page).
     pub free_record_bytes: u64,
     /// The highest handle page (0 if none): compaction cannot move the file's end below it.
@@ -259,7 +261,10 @@ impl Checker<'_> {
             };
             match slot.content {
                 SlotContent::Free => continue,
-                SlotContent::Inline { len, .. } => self.report.record_bytes += u64::from(len),
+                SlotContent::Inline { len, .. } => {
+                    self.report.record_bytes += u64::from(len);
+                    self.report.inline_record_bytes += u64::from(len);
+                }
                 SlotContent::Overflow { first, len } => {
                     self.report.record_bytes += u64::from(len);
                     self.walk_chain(slot.owner, first, len)?;

@@ -17,7 +17,9 @@
 //!   syncs during it are checked with every write of the group in flight.
 
 use super::*;
+use crate::model::Part;
 use crate::sched::ActorBody;
+use crate::workload::PartDraw;
 use std::collections::BTreeSet;
 
 /// Operations in one concurrent group, at most.
@@ -32,10 +34,13 @@ enum Act {
     Batch(Vec<MemoryNode>),
     Update(RecordId, MemoryNode),
     Delete(RecordId),
+    DeleteMany(Vec<RecordId>),
+    Apply(Vec<Part>),
     Load(RecordId, MemoryNode),
     StaleLoad(RecordId),
     Scan,
     Checkpoint,
+    Compact,
 }
 
 impl Act {
@@ -45,6 +50,9 @@ impl Act {
             Act::Batch(nodes) => format!("batch of {}", nodes.len()),
             Act::Update(id, node) => format!("update {id:?} to {} B", node.content.len()),
             Act::Delete(id) => format!("delete {id:?}"),
+            Act::DeleteMany(ids) => format!("delete a batch of {}", ids.len()),
+            Act::Apply(parts) => format!("apply {} parts", parts.len()),
+            Act::Compact => "compact".to_string(),
             Act::Load(id, _) => format!("load {id:?}"),
             Act::StaleLoad(id) => format!("stale load {id:?}"),
             Act::Scan => "scan".to_string(),
@@ -59,6 +67,10 @@ impl Act {
             Act::Batch(nodes) => Some(Change::Batch(nodes.clone())),
             Act::Update(id, node) => Some(Change::Update(*id, node.clone())),
             Act::Delete(id) => Some(Change::Delete(*id)),
+            Act::DeleteMany(ids) => Some(Change::Apply(
+                ids.iter().map(|id| Part::Delete(*id)).collect(),
+            )),
+            Act::Apply(parts) => Some(Change::Apply(parts.clone())),
             _ => None,
         }
     }
@@ -69,6 +81,7 @@ impl Act {
 enum ActResult {
     Stored(Result<RecordId, Error>),
     Batch(Result<Vec<RecordId>, Error>),
+    Applied(Result<Vec<Option<RecordId>>, Error>),
     Written(Result<(), Error>),
     Loaded(Result<MemoryNode, Error>),
     Scanned(Result<BTreeMap<RecordId, MemoryNode>, String>),
@@ -79,6 +92,8 @@ fn describe_result(result: &Result<ActResult, String>) -> String {
         Err(panic) => format!("PANIC {panic}"),
         Ok(ActResult::Stored(Ok(id))) => format!("-> {id:?}"),
         Ok(ActResult::Batch(Ok(ids))) => format!("-> {} handles: {ids:?}", ids.len()),
+        Ok(ActResult::Applied(Ok(results))) => format!("-> {results:?}"),
+        Ok(ActResult::Applied(Err(error))) => format!("failed: {error}"),
         Ok(ActResult::Written(Ok(()))) => "ok".to_string(),
         Ok(ActResult::Loaded(Ok(node))) => format!("ok {}", oracle::short(node)),
         Ok(ActResult::Scanned(Ok(seen))) => format!("ok, {} nodes", seen.len()),
@@ -99,6 +114,9 @@ fn perform(engine: &StorageEngine, act: &Act) -> ActResult {
         Act::Delete(id) => ActResult::Written(engine.delete_memory(*id)),
         Act::Load(id, _) | Act::StaleLoad(id) => ActResult::Loaded(engine.load_memory(*id)),
         Act::Checkpoint => ActResult::Written(engine.checkpoint()),
+        Act::Compact => ActResult::Written(engine.compact().map(drop)),
+        Act::DeleteMany(ids) => ActResult::Written(engine.delete_memory_batch(ids)),
+        Act::Apply(parts) => ActResult::Applied(engine.apply(&super::ops::write_ops(parts))),
         Act::Scan => {
             let mut seen = BTreeMap::new();
             for item in engine.scan_memories() {
@@ -214,6 +232,52 @@ impl Sim {
                         acts.push((process, Act::Delete(id)));
                     }
                 }
+                Op::DeleteMany {
+                    process,
+                    picks,
+                    all,
+                } => {
+                    let count = if all {
+                        live.len().min(crate::workload::DELETE_BATCH_MAX)
+                    } else {
+                        picks.len()
+                    };
+                    let ids: Vec<RecordId> = (0..count)
+                        .filter_map(|index| {
+                            let pick = picks.get(index).copied().unwrap_or(index as u64);
+                            let (id, _) = take_live(pick, &mut taken)?;
+                            taken.insert(id);
+                            Some(id)
+                        })
+                        .collect();
+                    if !ids.is_empty() {
+                        acts.push((process, Act::DeleteMany(ids)));
+                    }
+                }
+                Op::Apply { process, parts } => {
+                    let mut resolved = Vec::new();
+                    for part in parts {
+                        match part {
+                            PartDraw::Store(node) => resolved.push(Part::Store(node)),
+                            PartDraw::Update(pick, node) => {
+                                if let Some((id, _)) = take_live(pick, &mut taken) {
+                                    taken.insert(id);
+                                    resolved.push(Part::Update(id, node));
+                                }
+                            }
+                            PartDraw::Delete(pick) => {
+                                if let Some((id, _)) = take_live(pick, &mut taken) {
+                                    taken.insert(id);
+                                    resolved.push(Part::Delete(id));
+                                }
+                            }
+                        }
+                    }
+                    if !resolved.is_empty() {
+                        acts.push((process, Act::Apply(resolved)));
+                    }
+                }
+                Op::Compact { process } => acts.push((process, Act::Compact)),
                 Op::Load { process, pick } => loads.push((process, pick, false)),
                 Op::StaleLoad { process, pick } => loads.push((process, pick, true)),
                 Op::Scan { process } => acts.push((process, Act::Scan)),
@@ -318,18 +382,38 @@ impl Sim {
             before: &before,
             touched: acts
                 .iter()
-                .filter_map(|(_, act)| match act {
-                    Act::Update(id, node) => Some((*id, Some(node))),
-                    Act::Delete(id) => Some((*id, None)),
-                    _ => None,
+                .flat_map(|(_, act)| -> Vec<(RecordId, Option<&MemoryNode>)> {
+                    match act {
+                        Act::Update(id, node) => vec![(*id, Some(node))],
+                        Act::Delete(id) => vec![(*id, None)],
+                        Act::DeleteMany(ids) => ids.iter().map(|id| (*id, None)).collect(),
+                        Act::Apply(parts) => parts
+                            .iter()
+                            .filter_map(|part| match part {
+                                Part::Update(id, node) => Some((*id, Some(node))),
+                                Part::Delete(id) => Some((*id, None)),
+                                Part::Store(_) => None,
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    }
                 })
                 .collect(),
             new_nodes: acts
                 .iter()
-                .flat_map(|(_, act)| match act {
-                    Act::Store(node) => std::slice::from_ref(node),
-                    Act::Batch(nodes) => nodes.as_slice(),
-                    _ => &[],
+                .flat_map(|(_, act)| -> Vec<&MemoryNode> {
+                    match act {
+                        Act::Store(node) => vec![node],
+                        Act::Batch(nodes) => nodes.iter().collect(),
+                        Act::Apply(parts) => parts
+                            .iter()
+                            .filter_map(|part| match part {
+                                Part::Store(node) => Some(node),
+                                _ => None,
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    }
                 })
                 .map(|node| (node.id, node))
                 .collect(),
@@ -413,6 +497,47 @@ impl Sim {
                     Rule::Durability,
                     format!("p{process} write of live {id:?}: not found"),
                 ));
+            }
+            (Act::DeleteMany(ids), ActResult::Written(Ok(()))) => {
+                let befores = ids
+                    .iter()
+                    .map(|id| (*id, before.live().get(id).cloned()))
+                    .collect();
+                for id in ids {
+                    self.model.deleted_ack(*id);
+                }
+                undo.push((
+                    Change::Apply(ids.iter().map(|id| Part::Delete(*id)).collect()),
+                    befores,
+                ));
+            }
+            (Act::Apply(parts), ActResult::Applied(Ok(results))) => {
+                let befores = self.applied(parts, &results)?;
+                undo.push((Change::Apply(parts.clone()), befores));
+            }
+            (
+                Act::DeleteMany(_) | Act::Apply(_),
+                ActResult::Written(Err(Error::NotFound)) | ActResult::Applied(Err(Error::NotFound)),
+            ) => {
+                return Err(broken(
+                    Rule::Durability,
+                    format!("p{process} {} on live handles: not found", act.describe()),
+                ));
+            }
+            (
+                Act::DeleteMany(_) | Act::Apply(_),
+                ActResult::Written(Err(error)) | ActResult::Applied(Err(error)),
+            ) => {
+                self.classify_error(&error)?;
+                if let Some(change) = act.change() {
+                    self.model.unacknowledged(change);
+                }
+                failed.insert(process);
+            }
+            (Act::Compact, ActResult::Written(Ok(()))) => {}
+            (Act::Compact, ActResult::Written(Err(error))) => {
+                self.classify_error(&error)?;
+                failed.insert(process);
             }
             (Act::Checkpoint, ActResult::Written(Err(error))) => {
                 self.classify_error(&error)?;

@@ -151,10 +151,12 @@ impl Sim {
             self.check(pid, Depth::Full)?;
         }
         self.liveness()?;
-        self.detection()
+        self.detection()?;
+        self.space()
     }
 
     pub(super) fn liveness(&mut self) -> Step {
+        let free_before = self.free_pages(0)?;
         let nodes: Vec<MemoryNode> = (0..3)
             .map(|_| crate::workload::node(&mut *self.rng, crate::workload::NodeSize::Typical))
             .collect();
@@ -178,6 +180,7 @@ impl Sim {
                 .stored(*id, node)
                 .map_err(|detail| broken(Rule::Durability, detail))?;
         }
+        self.free_space_was_found(free_before)?;
         let engine = self.engine(0)?;
         if let Err(error) = engine.checkpoint() {
             let error_text = error.to_string();

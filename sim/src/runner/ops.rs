@@ -2,6 +2,21 @@
 //! updates, deletes, loads and scans, and what a failed one means for the oracle.
 
 use super::*;
+use crate::model::Part;
+use crate::workload::{DELETE_BATCH_MAX, PartDraw};
+use mentedb_storage::WriteOp;
+
+/// The engine operations of resolved apply parts.
+pub(super) fn write_ops(parts: &[Part]) -> Vec<WriteOp> {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Store(node) => WriteOp::Store(node.clone()),
+            Part::Update(id, node) => WriteOp::Update(*id, node.clone()),
+            Part::Delete(id) => WriteOp::Delete(*id),
+        })
+        .collect()
+}
 
 impl Sim {
     /// Runs one operation; returns what the model looked like before an acknowledged
@@ -82,6 +97,64 @@ impl Sim {
                     )),
                     Err(error) => self.write_failed(process, Change::Delete(id), error),
                 }
+            }
+            Op::DeleteMany {
+                process,
+                picks,
+                all,
+            } => {
+                let ids = self.resolve_deletes(&picks, all);
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let parts: Vec<Part> = ids.iter().map(|id| Part::Delete(*id)).collect();
+                let before: Vec<(RecordId, Option<MemoryNode>)> = ids
+                    .iter()
+                    .map(|id| (*id, self.model.live().get(id).cloned()))
+                    .collect();
+                match self.engine(process)?.delete_memory_batch(&ids) {
+                    Ok(()) => {
+                        for id in &ids {
+                            self.model.deleted_ack(*id);
+                        }
+                        Ok(vec![(Change::Apply(parts), before)])
+                    }
+                    Err(Error::NotFound) => Err(broken(
+                        Rule::Durability,
+                        format!("p{process} delete batch of live handles: not found"),
+                    )),
+                    Err(error) => self.write_failed(process, Change::Apply(parts), error),
+                }
+            }
+            Op::Apply { process, parts } => {
+                let parts = self.resolve_parts(parts);
+                if parts.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ops = write_ops(&parts);
+                match self.engine(process)?.apply(&ops) {
+                    Ok(results) => {
+                        let before = self.applied(&parts, &results)?;
+                        Ok(vec![(Change::Apply(parts), before)])
+                    }
+                    Err(Error::NotFound) => Err(broken(
+                        Rule::Durability,
+                        format!("p{process} apply on live handles: not found"),
+                    )),
+                    Err(error) => self.write_failed(process, Change::Apply(parts), error),
+                }
+            }
+            Op::Compact { process } => {
+                if let Err(error) = self.engine(process)?.compact() {
+                    self.trace.push(format!("  compact failed: {error}"));
+                    self.classify_error(&error)?;
+                    if !self.fs.power_cut_fired() {
+                        self.fs.disarm();
+                        self.fs.take_captured();
+                        self.restart(process, Depth::Contents)?;
+                    }
+                }
+                Ok(Vec::new())
             }
             Op::Load { process, pick } => {
                 let Some((id, expected)) = self.pick_live(pick) else {
@@ -179,6 +252,100 @@ impl Sim {
         self.fs.take_captured();
         self.restart(process, Depth::Contents)?;
         Ok(Vec::new())
+    }
+
+    /// Distinct live handles for a delete batch: every pick's, or (`all`) every live
+    /// handle, at most [`DELETE_BATCH_MAX`].
+    pub(super) fn resolve_deletes(&self, picks: &[u64], all: bool) -> Vec<RecordId> {
+        let live: Vec<RecordId> = self.model.live().keys().copied().collect();
+        if live.is_empty() {
+            return Vec::new();
+        }
+        if all {
+            return live.into_iter().take(DELETE_BATCH_MAX).collect();
+        }
+        let mut ids: Vec<RecordId> = picks
+            .iter()
+            .map(|pick| live[(pick % live.len() as u64) as usize])
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The parts of a drawn apply with their handles: distinct live handles for updates
+    /// and deletes (a part without one is dropped).
+    pub(super) fn resolve_parts(&self, draws: Vec<PartDraw>) -> Vec<Part> {
+        let live: Vec<RecordId> = self.model.live().keys().copied().collect();
+        let mut taken = std::collections::BTreeSet::new();
+        let mut parts = Vec::new();
+        for draw in draws {
+            let mut target = |pick: u64| {
+                if live.is_empty() {
+                    return None;
+                }
+                let start = (pick % live.len() as u64) as usize;
+                let found = (0..live.len())
+                    .map(|offset| live[(start + offset) % live.len()])
+                    .find(|id| !taken.contains(id))?;
+                taken.insert(found);
+                Some(found)
+            };
+            match draw {
+                PartDraw::Store(node) => parts.push(Part::Store(node)),
+                PartDraw::Update(pick, node) => {
+                    if let Some(id) = target(pick) {
+                        parts.push(Part::Update(id, node));
+                    }
+                }
+                PartDraw::Delete(pick) => {
+                    if let Some(id) = target(pick) {
+                        parts.push(Part::Delete(id));
+                    }
+                }
+            }
+        }
+        parts
+    }
+
+    /// Records an acknowledged apply in the model; returns what it replaced.
+    pub(super) fn applied(
+        &mut self,
+        parts: &[Part],
+        results: &[Option<RecordId>],
+    ) -> Result<Vec<(RecordId, Option<MemoryNode>)>, Stop> {
+        if results.len() != parts.len() {
+            return Err(broken(
+                Rule::Atomicity,
+                "apply returned a wrong number of results",
+            ));
+        }
+        let mut before = Vec::new();
+        for (part, result) in parts.iter().zip(results) {
+            match (part, result) {
+                (Part::Store(node), Some(id)) => {
+                    self.model
+                        .stored(*id, node.clone())
+                        .map_err(|detail| broken(Rule::Durability, detail))?;
+                    before.push((*id, None));
+                }
+                (Part::Update(id, node), None) => {
+                    before.push((*id, self.model.live().get(id).cloned()));
+                    self.model.updated(*id, node.clone());
+                }
+                (Part::Delete(id), None) => {
+                    before.push((*id, self.model.live().get(id).cloned()));
+                    self.model.deleted_ack(*id);
+                }
+                _ => {
+                    return Err(broken(
+                        Rule::Atomicity,
+                        "apply returned a handle for an update or delete, or none for a store",
+                    ));
+                }
+            }
+        }
+        Ok(before)
     }
 
     pub(super) fn read_failed(&mut self, error: Error) -> Result<Undo, Stop> {
