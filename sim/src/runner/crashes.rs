@@ -12,16 +12,25 @@ impl Sim {
             | Op::Batch { process, .. }
             | Op::Update { process, .. }
             | Op::Delete { process, .. }
+            | Op::DeleteMany { process, .. }
+            | Op::Apply { process, .. }
+            | Op::Compact { process }
             | Op::Checkpoint { process } => *process,
             _ => return,
         };
+        // A compaction makes hundreds of calls (moves in batches, then a checkpoint that
+        // shrinks the file): crashes land anywhere in it, and more often.
+        let (calls_max, rate) = match op {
+            Op::Compact { .. } => (600, 8),
+            _ => (24, 1),
+        };
         match below(&mut *self.rng, 1000) {
-            0..=9 => {
-                let calls = 1 + below(&mut *self.rng, 24);
+            roll if roll < 10 * rate => {
+                let calls = 1 + below(&mut *self.rng, calls_max);
                 self.fs.kill_process_after(process, calls);
             }
-            10..=17 => {
-                let calls = 1 + below(&mut *self.rng, 24);
+            roll if roll < 18 * rate => {
+                let calls = 1 + below(&mut *self.rng, calls_max);
                 self.fs.cut_power_after(calls);
             }
             _ => {}
