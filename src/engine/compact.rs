@@ -12,8 +12,9 @@
 //! database (each batch commits or not), and running it again goes on where it stopped.
 //!
 //! # Order
-//! 1. The bound: where the file could end, the pages in use (`page_count - free_pages`),
-//!    but never below the last handle page or map page in use.
+//! 1. The bound: where the file could end, the pages in use (`page_count - free_pages`)
+//!    less the record pages the free bytes inside record pages add up to, but never below
+//!    the last handle page or map page.
 //! 2. Record pages at or past the bound, highest first: each record moves to the lowest
 //!    record page below it with room (or a new record page in the lowest free page).
 //! 3. Overflow chains with a page at or past the bound are copied into the lowest free
@@ -148,8 +149,15 @@ impl Inner {
                 _ => {}
             }
         }
+        // The record pages the free bytes inside record pages add up to can be emptied by
+        // packing: the file could end that much earlier.
+        let mut free_record_bytes = 0u64;
+        for id in &record_pages {
+            free_record_bytes += slotted::free_space(&*self.read_page(*id, false)?) as u64;
+        }
+        let packable = free_record_bytes / crate::page::PAGE_DATA_SIZE as u64;
         let in_use = alloc.page_count - alloc.free_pages;
-        let bound = in_use.max(last_pinned + 1);
+        let bound = in_use.saturating_sub(packable).max(last_pinned + 1);
         let mut records = Vec::new();
         let mut chains = Vec::new();
         for id in record_pages.into_iter().rev() {

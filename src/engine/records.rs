@@ -290,6 +290,63 @@ impl Txn<'_> {
         Ok((record_page, record_slot))
     }
 
+    /// Moves every record of record page `page` to other record pages (the page is then
+    /// empty; the caller reuses it).
+    pub fn empty_record_page(&mut self, page: PageId) -> Result<()> {
+        if self.alloc.record_hint == page {
+            self.alloc.record_hint = PageId(0);
+        }
+        let owners: Vec<(u32, Owner)> = {
+            let copy = self.read(page)?;
+            let mut owners = Vec::new();
+            for index in 0..slotted::slot_count(&copy) {
+                let slot = slotted::read_slot(&copy, index)
+                    .map_err(|error| error.at(PAGE_FILE_NAME, page.offset()))?;
+                if slot.content != SlotContent::Free {
+                    owners.push((index, slot.owner));
+                }
+            }
+            owners
+        };
+        for (index, owner) in owners {
+            let id = RecordId::new(
+                self.alloc.database_id,
+                owner.home_page,
+                owner.home_slot,
+                owner.serial,
+            )
+            .ok_or_else(|| corrupt(page, format!("slot {index} of {page} names no valid home")))?;
+            let home = self.home_slot(id).map_err(|error| match error {
+                Error::NotFound => corrupt(
+                    page,
+                    format!("slot {index} of {page} holds a record no home slot reaches"),
+                ),
+                other => other,
+            })?;
+            if (home.record_page, home.record_slot) != (page, index) {
+                return Err(corrupt(
+                    page,
+                    format!("the home slot of {id:?} does not point to slot {index} of {page}"),
+                ));
+            }
+            let copy = self.read(page)?;
+            let slot = slotted::read_slot(&copy, index)
+                .map_err(|error| error.at(PAGE_FILE_NAME, page.offset()))?;
+            let bytes: Vec<u8>;
+            let payload = match slot.content {
+                SlotContent::Inline { offset, len } => {
+                    bytes = slotted::inline_bytes(&copy, offset, len).to_vec();
+                    SlotPayload::Inline(&bytes)
+                }
+                SlotContent::Overflow { first, len } => SlotPayload::Overflow { first, len },
+                SlotContent::Free => continue,
+            };
+            drop(copy);
+            self.relocate(id, home, payload, Some(page))?;
+        }
+        Ok(())
+    }
+
     /// Moves the record `id` (which lives in record page `from`) to the lowest record page
     /// with room below `from`, if there is one; its overflow chain, if any, stays. Returns
     /// true if it moved. For compaction.

@@ -390,8 +390,52 @@ impl Txn<'_> {
             self.correct(candidate)?;
             skip.insert(candidate);
         }
-        let id = self.allocate(PageType::Handles)?;
+        let id = self.low_page_for_handles()?;
         self.alloc.handle_hint = id;
+        Ok(id)
+    }
+
+    /// A new handle page as low in the file as possible: the lowest page that is neither a
+    /// handle page nor a map page, if it is free or a record page (whose records move
+    /// elsewhere first), else a newly allocated page. Handle pages cannot move (handles name
+    /// them), so keeping them together at the start of the file is what lets compaction
+    /// and the checkpoint's shrink give back everything after them; allocated where the
+    /// file happened to end, one handle left in the last of them would pin the whole file.
+    fn low_page_for_handles(&mut self) -> Result<PageId> {
+        let page_count = self.alloc.page_count;
+        let mut candidate = None;
+        let mut others = 0;
+        for raw in FIRST_DATA_PAGE.0..page_count {
+            let id = PageId(raw);
+            if space_map::is_map_page(id) {
+                continue;
+            }
+            match self.read(id)?.page_type() {
+                Some(PageType::Handles) => continue,
+                Some(PageType::Free | PageType::Data) => {
+                    candidate = Some(id);
+                    break;
+                }
+                // Overflow pages cannot move without their owner: look a little further.
+                _ => {
+                    others += 1;
+                    if others >= CANDIDATES_MAX {
+                        break;
+                    }
+                }
+            }
+        }
+        let Some(id) = candidate else {
+            return self.allocate(PageType::Handles);
+        };
+        if self.read(id)?.page_type() == Some(PageType::Data) {
+            self.empty_record_page(id)?;
+        } else {
+            self.set_map_entry(id, IN_USE)?;
+        }
+        self.page_mut(id)?;
+        self.put_new_page(id, PageType::Handles);
+        self.set_map_entry(id, HANDLES_WITH_ROOM)?;
         Ok(id)
     }
 
