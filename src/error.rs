@@ -65,6 +65,12 @@ pub enum Error {
         /// The version this build reads and writes.
         supported: u8,
     },
+    /// A write failed at a point where it may or may not have been committed (its
+    /// `fdatasync` failed, or a failed append could not be undone): after a reopen it is
+    /// either wholly there or wholly absent. Look before retrying (a retry could store it
+    /// twice). The instance refuses further writes ([`Error::Poisoned`]); reopen it.
+    #[error("the write may or may not have been committed: {0}; reopen, then look before retrying")]
+    OutcomeUnknown(String),
     /// The engine was closed.
     #[error("the storage engine is closed")]
     Closed,
@@ -112,6 +118,7 @@ impl Error {
                 found: *found,
                 supported: *supported,
             },
+            Error::OutcomeUnknown(reason) => Error::OutcomeUnknown(reason.clone()),
             Error::Closed => Error::Closed,
             Error::Poisoned(reason) => Error::Poisoned(reason.clone()),
         }

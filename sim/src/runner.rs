@@ -165,6 +165,8 @@ struct Sim {
     /// Concurrent groups run, and recoveries by every process at once.
     groups: u64,
     recoveries_together: u64,
+    /// Writes that returned an error saying they did not commit (checked never to appear).
+    refused_writes: u64,
 }
 
 /// Runs one seed.
@@ -198,6 +200,7 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         schedule: crate::sched::Schedule::new(seed, switch_ppm),
         groups: 0,
         recoveries_together: 0,
+        refused_writes: 0,
         pool_pages: 4 + below(&mut *rng, 60) as usize,
         checkpoint_bytes: (64 * 1024) << below(&mut *rng, 6),
         rng,

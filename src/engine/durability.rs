@@ -34,7 +34,11 @@ impl Inner {
         if sync_now {
             self.commits_unsynced.store(0, Ordering::Release);
             self.sync_shared(lsn, CommittersWait::Yes)
-                .map_err(|error| self.wal_sync_failed(error))?;
+                .map_err(|error| {
+                    let reason = error.to_string();
+                    self.wal_sync_failed(error);
+                    Error::OutcomeUnknown(reason)
+                })?;
         }
         Ok(())
     }

@@ -149,7 +149,7 @@ impl Inner {
         match outcome {
             Outcome::Committed(id, commit) => {
                 self.make_durable(commit)?;
-                self.maybe_checkpoint()?;
+                self.checkpoint_after_commit();
                 Ok(id)
             }
             Outcome::Alone(record) => self.write(|txn| txn.insert_record(&record)),

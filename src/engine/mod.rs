@@ -283,10 +283,17 @@ impl Inner {
 
     /// Runs `operation` as one write transaction under the writer locks, commits it, and
     /// makes it durable as the sync mode says.
+    ///
+    /// # Errors and what they mean
+    /// An error before the commit is appended means nothing was written. Once it is
+    /// appended the write is committed: a failed `fdatasync` gives
+    /// [`Error::OutcomeUnknown`] (the commit may not survive a power loss), and an
+    /// automatic checkpoint that fails afterwards is not this write's error (a failed sync
+    /// in it poisons the instance, so the next write reports it).
     fn write<T>(&self, operation: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
         let (value, commit) = self.commit_only(operation)?;
         self.make_durable(commit)?;
-        self.maybe_checkpoint()?;
+        self.checkpoint_after_commit();
         Ok(value)
     }
 
@@ -368,7 +375,16 @@ impl Inner {
             self.pool.install(id, Arc::new(page), true);
         }
         drop(view);
-        self.shm.write(cursor.last_lsn.0)?;
+        // The commit is appended and visible here: publishing it to other processes must
+        // not turn it into an error. If it fails they learn of it at their next write (a
+        // writer catches up from the log itself) or the next commit published; this
+        // instance refuses writes until it is reopened, which publishes again.
+        if self.shm.write(cursor.last_lsn.0).is_err() {
+            self.poison(format!(
+                "publishing commit {} in {SHM_FILE_NAME} failed; reopen to publish it",
+                cursor.last_lsn.0
+            ));
+        }
         self.shm_seen.store(cursor.last_lsn.0, Ordering::Release);
         Ok(())
     }
@@ -412,6 +428,20 @@ pub enum WriteOp {
 ///
 /// Thread-safe: share it (`&StorageEngine` or `Arc`) between threads. Several processes may
 /// open the same directory at once.
+///
+/// # Errors of writes
+/// Every write ([`store_memory`](Self::store_memory),
+/// [`store_memory_batch`](Self::store_memory_batch), [`update_memory`](Self::update_memory),
+/// [`delete_memory`](Self::delete_memory), [`delete_memory_batch`](Self::delete_memory_batch),
+/// [`apply`](Self::apply)) is one atomic commit, and its result says what happened:
+/// - `Ok`: committed (and, in [`SyncMode::Full`], durable).
+/// - [`Error::OutcomeUnknown`]: it may or may not have committed (its `fdatasync` failed,
+///   or a failed append could not be undone); after a reopen it is wholly there or wholly
+///   absent. Look before retrying. The instance then refuses writes.
+/// - Any other error: it did not commit and never will be seen — [`Error::NotFound`],
+///   [`Error::InvalidArgument`], [`Error::TooLarge`], [`Error::Io`] (a failed write is
+///   undone before the error returns), [`Error::Corruption`], [`Error::Poisoned`] (an
+///   earlier failure; reopen), [`Error::Closed`]. Retrying is safe.
 #[derive(Debug)]
 pub struct StorageEngine {
     inner: Inner,
@@ -535,6 +565,8 @@ impl StorageEngine {
     }
 
     /// Stores a node; returns its handle. Durable on return in [`SyncMode::Full`].
+    ///
+    /// Errors: see [Errors of writes](StorageEngine#errors-of-writes).
     pub fn store_memory(&self, node: &MemoryNode) -> Result<RecordId> {
         let mut record = Vec::new();
         encode_record(node, &mut record)?;
@@ -543,6 +575,8 @@ impl StorageEngine {
 
     /// Stores several nodes atomically (all or none) in one commit; returns their handles
     /// in order.
+    ///
+    /// Errors: see [Errors of writes](StorageEngine#errors-of-writes).
     pub fn store_memory_batch(&self, nodes: &[MemoryNode]) -> Result<Vec<RecordId>> {
         if nodes.len() > BATCH_NODES_MAX {
             return Err(Error::InvalidArgument(format!(
@@ -581,6 +615,8 @@ impl StorageEngine {
 
     /// Replaces the node a handle names. The handle stays valid, even if the node grew past
     /// what its page can hold.
+    ///
+    /// Errors: see [Errors of writes](StorageEngine#errors-of-writes).
     pub fn update_memory(&self, id: RecordId, node: &MemoryNode) -> Result<()> {
         self.inner.check_writable()?;
         let mut record = Vec::new();
@@ -589,6 +625,8 @@ impl StorageEngine {
     }
 
     /// Deletes the node a handle names; later loads of the handle give [`Error::NotFound`].
+    ///
+    /// Errors: see [Errors of writes](StorageEngine#errors-of-writes).
     pub fn delete_memory(&self, id: RecordId) -> Result<()> {
         self.inner.write(|txn| txn.delete_record(id))
     }
@@ -596,6 +634,8 @@ impl StorageEngine {
     /// Deletes several nodes atomically (all or none) in one commit. A handle that names
     /// no live node fails the whole batch with [`Error::NotFound`] (nothing is deleted);
     /// a handle given twice is [`Error::InvalidArgument`].
+    ///
+    /// Errors: see [Errors of writes](StorageEngine#errors-of-writes).
     pub fn delete_memory_batch(&self, ids: &[RecordId]) -> Result<()> {
         let ops: Vec<WriteOp> = ids.iter().map(|id| WriteOp::Delete(*id)).collect();
         self.apply(&ops).map(|_| ())
@@ -607,6 +647,8 @@ impl StorageEngine {
     /// names no live node ([`Error::NotFound`]), a handle appears in two operations
     /// ([`Error::InvalidArgument`]: their order would matter), a node does not encode, or
     /// the batch is over [`BATCH_NODES_MAX`] operations.
+    ///
+    /// Errors: see [Errors of writes](StorageEngine#errors-of-writes).
     pub fn apply(&self, ops: &[WriteOp]) -> Result<Vec<Option<RecordId>>> {
         if ops.len() > BATCH_NODES_MAX {
             return Err(Error::InvalidArgument(format!(

@@ -183,7 +183,14 @@ impl<'a> Txn<'a> {
             .wal
             .append(cursor.end, &bytes, new_cursor.last_lsn);
         self.inner.return_frame_buffer(bytes);
-        appended?;
+        if let Err(error) = appended {
+            if let Error::OutcomeUnknown(reason) = &error {
+                // The log may hold this commit: nothing more may be written on top of it
+                // before an open looked.
+                self.inner.poison(reason.clone());
+            }
+            return Err(error);
+        }
         let installed: Vec<(PageId, Page)> = self
             .pages
             .into_iter()

@@ -271,12 +271,36 @@ impl Wal {
 
     /// Writes encoded frames at `offset`; `last_lsn` is the LSN of the last of them.
     /// Caller holds the WAL lock. Not durable until [`Wal::sync_through`].
+    ///
+    /// `Err` means the frames are not part of the log: a failed write is undone by cutting
+    /// the file back to `offset` (which never needs space; the committed log ends there)
+    /// and syncing the cut, so no scan in any process, and no recovery after a power loss,
+    /// ever sees a commit of it. If that fails too, the error is [`Error::OutcomeUnknown`]
+    /// (and the log is poisoned: a failed sync cannot be trusted again). Zeroing
+    /// ahead of the log (preallocation) is best effort: failing to preallocate is not a
+    /// failed append (it was once reported as one: the caller then believed a write that
+    /// had committed had failed).
     pub fn append(&self, offset: u64, frames: &[u8], last_lsn: Lsn) -> Result<()> {
         failpoints::check("wal.append.before").map_err(wal_io("write"))?;
-        self.file
+        let written = self
+            .file
             .write_all_at(frames, offset)
-            .map_err(wal_io("write"))?;
-        failpoints::check("wal.append.after").map_err(wal_io("write"))?;
+            .and_then(|()| failpoints::check("wal.append.after"));
+        if let Err(source) = written {
+            self.known_len.store(offset, Ordering::Release);
+            let undone = self
+                .file
+                .set_len(offset)
+                .map_err(|undo| undo.to_string())
+                .and_then(|()| self.sync_now().map_err(|undo| undo.to_string()));
+            return match undone {
+                Ok(()) => Err(Error::io("write", WAL_FILE_NAME, source)),
+                Err(undo) => Err(Error::OutcomeUnknown(format!(
+                    "appending to {WAL_FILE_NAME} failed ({source}) and so did undoing it \
+                     ({undo})"
+                ))),
+            };
+        }
         self.written_lsn.fetch_max(last_lsn.0, Ordering::AcqRel);
         let end = offset + frames.len() as u64;
         if frames.len() as u64 >= PREALLOC_APPEND_MAX {
@@ -285,7 +309,9 @@ impl Wal {
             self.known_len.fetch_max(end, Ordering::AcqRel);
             return Ok(());
         }
-        self.preallocate_after(end)
+        // Best effort: without the zeros ahead, the next appends grow the file instead.
+        let _ = self.preallocate_after(end);
+        Ok(())
     }
 
     /// If an append ending at `end` grew the file, writes zeros from `end` to the next

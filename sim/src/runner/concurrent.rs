@@ -530,7 +530,7 @@ impl Sim {
             ) => {
                 self.classify_error(&error)?;
                 if let Some(change) = act.change() {
-                    self.model.unacknowledged(change);
+                    self.note_failed_write(process, change, &error);
                 }
                 failed.insert(process);
             }
@@ -552,7 +552,7 @@ impl Sim {
             ) => {
                 self.classify_error(&error)?;
                 if let Some(change) = act.change() {
-                    self.model.unacknowledged(change);
+                    self.note_failed_write(process, change, &error);
                 }
                 failed.insert(process);
             }

@@ -241,7 +241,7 @@ impl Sim {
     ) -> Result<Undo, Stop> {
         self.trace.push(format!("  failed: {error}"));
         self.classify_error(&error)?;
-        self.model.unacknowledged(change);
+        self.note_failed_write(process, change, &error);
         if self.fs.power_cut_fired() {
             return Ok(Vec::new());
         }
@@ -252,6 +252,24 @@ impl Sim {
         self.fs.take_captured();
         self.restart(process, Depth::Contents)?;
         Ok(Vec::new())
+    }
+
+    /// A write returned an error. Its outcome is unknown only if the engine says so
+    /// ([`Error::OutcomeUnknown`]) or the process died under it (the caller never saw a
+    /// result: a kill, a power cut). Any other error means it did not commit, and it must
+    /// never be seen: it is not added to the pending changes, so a store of it that shows
+    /// up breaks the prefix rule and an update or delete of it the durability rule.
+    pub(super) fn note_failed_write(&mut self, process: Pid, change: Change, error: &Error) {
+        let unknown = matches!(error, Error::OutcomeUnknown(_))
+            || self.fs.is_killed(process)
+            || self.fs.power_cut_fired();
+        if unknown {
+            self.model.unacknowledged(change);
+        } else {
+            self.refused_writes += 1;
+            self.trace
+                .push("  (not committed: it must never appear)".to_string());
+        }
     }
 
     /// Distinct live handles for a delete batch: every pick's, or (`all`) every live
