@@ -241,8 +241,49 @@ fn write_restored(
         progress(id.0 + 1, page_count);
     }
     let manifest = reader.finish()?;
+    start_new_serial_epoch(&*file)?;
     file.sync_data().map_err(io("fdatasync"))?;
     Ok(manifest)
+}
+
+/// Moves the restored database to the next epoch of serials (see `crate::record_id`): the
+/// database the backup was taken from may have handed out serials after the backup, and a
+/// restored database handing them out again would give old handles to new records (a
+/// handle taken after the backup named the new record after the restore: found by a new
+/// user). Writes a newer meta page with the serials advanced; the manifest was checked on
+/// the bytes as restored before.
+fn start_new_serial_epoch(file: &dyn VfsFile) -> Result<()> {
+    let mut newest = None;
+    for id in [PageId(0), PageId(1)] {
+        let mut page = Page::zeroed();
+        file.read_exact_at(page.bytes_mut(), id.offset())
+            .map_err(|source| Error::io("read", RESTORING_FILE_NAME, source))?;
+        if let Ok(Some(meta)) = decode_meta_page(&page, id)
+            && newest.is_none_or(|best: crate::pager::Meta| meta.generation > best.generation)
+        {
+            newest = Some(meta);
+        }
+    }
+    let Some(mut meta) = newest else {
+        return Err(Error::corruption(
+            RESTORING_FILE_NAME,
+            0,
+            "the restored file has no valid meta page",
+        ));
+    };
+    let reserved = crate::record_id::Serial(meta.alloc.serial_limit.max(meta.alloc.serial_next));
+    let next = reserved.next_epoch().ok_or(Error::TooLarge {
+        what: "serial epochs (restores) of this database",
+        size: reserved.epoch() + 1,
+        limit: crate::record_id::SERIAL_MAX >> crate::record_id::SERIAL_EPOCH_BITS,
+    })?;
+    meta.alloc.serial_next = next.0;
+    meta.alloc.serial_limit = next.0;
+    meta.generation += 1;
+    let mut page = crate::pager::encode_meta_page(&meta);
+    page.seal();
+    file.write_all_at(page.bytes(), page.id().offset())
+        .map_err(|source| Error::io("write", RESTORING_FILE_NAME, source))
 }
 
 /// Checks every chunk, page and the manifest of a backup file; reports each problem.
