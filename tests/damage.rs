@@ -1,7 +1,7 @@
 //! Damaged bytes: a torn WAL tail is dropped cleanly, a flipped bit in a page gives
 //! `Error::Corruption` with file and offset, never a wrong node or a panic.
 
-use mentedb_storage::vfs::MemFs;
+use mentedb_storage::vfs::{MemFs, Vfs};
 use mentedb_storage::{AgentId, Error, MemoryNode, MemoryType, Options, PAGE_SIZE, StorageEngine};
 use std::path::Path;
 use std::sync::Arc;
@@ -55,6 +55,9 @@ fn a_torn_wal_tail_is_dropped_and_earlier_commits_survive() {
             torn.resize(full.len(), 0);
         }
         vfs.set_file_bytes(wal, torn);
+        // A crash tears only what was never synced, so nothing records that the torn
+        // commit was made durable: without `wal.shm` there is no such record.
+        let _ = vfs.remove_file(Path::new("/torn/wal.shm"));
         let engine = open(&vfs, "/torn").expect("open after a torn tail");
         for (id, expected) in &kept {
             let loaded = engine.load_memory(*id).expect("earlier commit survives");
@@ -133,4 +136,44 @@ fn garbage_files_give_clean_errors() {
             Ok(engine) => assert!(engine.check_integrity().is_ok(), "{name}"),
         }
     }
+}
+
+/// Found by a new user: with `wal.log` cut in the middle of 2,000 acknowledged stores,
+/// `verify` printed clean and 960 live records, while `wal.shm` still recorded that every
+/// commit up to LSN 4,000 had been synced, and opening the database overwrote that record.
+/// Now the open refuses the database, naming both LSNs, and leaves the record in place, so
+/// every later open and `verify` report the loss too.
+#[test]
+fn a_log_cut_after_its_commits_were_synced_is_reported_and_the_evidence_kept() {
+    let vfs = MemFs::new();
+    let engine = open(&vfs, "/cut").expect("open");
+    for index in 0..200 {
+        engine.store_memory(&node(index)).expect("store");
+    }
+    let end = engine.wal_bytes() as usize;
+    drop(engine);
+    let wal = Path::new("/cut/wal.log");
+    let full = vfs.file_bytes(wal).expect("wal");
+    vfs.set_file_bytes(wal, full[..end / 2].to_vec());
+    for attempt in 0..2 {
+        match open(&vfs, "/cut") {
+            Err(Error::Corruption { file, detail, .. }) => {
+                assert_eq!(file, "wal.log");
+                assert!(detail.contains("were lost"), "{detail}");
+            }
+            other => panic!(
+                "attempt {attempt}: a cut log opened: {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+    let report = mentedb_storage::backup::verify_database(
+        Path::new("/cut"),
+        Options::default().vfs(Arc::new(vfs.clone())),
+    )
+    .expect("verify");
+    assert!(
+        !report.is_clean(),
+        "verify says clean over lost acknowledged commits"
+    );
 }

@@ -117,6 +117,46 @@ impl Inner {
         error
     }
 
+    /// At open, after recovery read the WAL: refuses a database whose WAL lost commits that
+    /// were made durable. `wal.shm` records the highest LSN some process synced in this
+    /// life of the WAL (it is written only after that `fdatasync` succeeded); a WAL that
+    /// now ends before it was cut or damaged after the sync, and acknowledged writes are
+    /// gone. Opening used to overwrite that record, destroying the only evidence, and
+    /// `verify` then said clean (found by a new user who cut `wal.log`). The error names
+    /// both LSNs; the record is left in place for `verify` and `salvage`.
+    pub(super) fn check_no_lost_tail(&self) -> Result<()> {
+        let Some((salt, durable)) = self.shm.durable_record()? else {
+            return Ok(());
+        };
+        let view = self.read_view();
+        let header = self.wal.read_header()?;
+        let same_life = header.is_some_and(|header| header.salt == salt);
+        let last = view.last_lsn();
+        let lost = if same_life {
+            durable > last
+        } else {
+            // No WAL (or a blank one): everything the record counts must be in the page
+            // file already.
+            header.is_none() && durable > view.meta.checkpoint_lsn
+        };
+        if lost {
+            return Err(Error::corruption(
+                crate::wal::WAL_FILE_NAME,
+                view.cursor.end,
+                format!(
+                    "the log ends at LSN {}, but {} records that LSN {} was made durable: \
+                     acknowledged commits after LSN {} were lost (the log was cut or \
+                     damaged); run `mentedb-storage verify` and `salvage`",
+                    last.0,
+                    super::SHM_FILE_NAME,
+                    durable.0,
+                    last.0
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Under the writer lock, before anything is appended: refuses to write (and poisons
     /// this instance) while `wal.shm` holds the mark of a
     /// failed sync: the process that failed may have left a meta page or WAL frames that

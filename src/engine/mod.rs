@@ -516,6 +516,7 @@ impl StorageEngine {
                 vfs.sync_dir(path).map_err(dir_error("sync directory"))?;
             }
             inner.refresh()?;
+            inner.check_no_lost_tail()?;
             inner.ensure_wal_ready()?;
             // Serials below the reservation may have been handed out by commits a crash
             // lost (acknowledged in `SyncMode::Normal`): never hand them out again.

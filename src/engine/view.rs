@@ -280,6 +280,25 @@ impl SharedCounter {
         Ok(if lsn.is_valid() { lsn } else { Lsn(0) })
     }
 
+    /// The durable-LSN record as stored (salt and LSN), if it is intact.
+    pub fn durable_record(&self) -> Result<Option<(u32, Lsn)>> {
+        let mut bytes = [0u8; DURABLE_RECORD_BYTES];
+        match self.read_bytes(&mut bytes, DURABLE_OFFSET) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(source) => return Err(Error::io("read", SHM_FILE_NAME, source)),
+        }
+        let crc = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+        if crc != crc32fast::hash(&bytes[..12]) {
+            return Ok(None);
+        }
+        let salt = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&bytes[4..12]);
+        let lsn = Lsn(u64::from_le_bytes(raw));
+        Ok(lsn.is_valid().then_some((salt, lsn)))
+    }
+
     /// Records that every frame up to `lsn` of the WAL life `salt` is durable.
     pub fn write_durable(&self, salt: u32, lsn: Lsn) -> Result<()> {
         let mut bytes = [0u8; DURABLE_RECORD_BYTES];
