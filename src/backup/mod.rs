@@ -346,26 +346,83 @@ fn problem_or_error(mut check: BackupCheck, error: Error) -> Result<BackupCheck>
 /// `pages.db` of pages the WAL holds newer versions of. A database too damaged to open is
 /// reported as a problem, not an error. Refuses a directory that holds no database.
 pub fn verify_database(dir: &Path, options: Options) -> Result<IntegrityReport> {
-    match open_existing(dir, options) {
+    let meta_problems = check_meta_pages(dir, &*options.vfs)?;
+    let mut report = match open_existing(dir, options) {
         Ok(engine) => {
             let mut report = engine.check_integrity()?;
             report.problems.extend(engine.check_shadowed_pages()?);
-            Ok(report)
+            report
         }
         Err(Error::Corruption {
             file,
             offset,
             detail,
-        }) => Ok(IntegrityReport {
+        }) => IntegrityReport {
             problems: vec![IntegrityProblem {
                 file,
                 offset,
                 detail,
             }],
             ..IntegrityReport::default()
-        }),
-        Err(error) => Err(error),
+        },
+        Err(error) => return Err(error),
+    };
+    report.problems.splice(0..0, meta_problems);
+    Ok(report)
+}
+
+/// Checks both meta pages and names a damaged one, with the one the database relies on
+/// (the newest intact). An older meta page is what a torn write of the newer falls back
+/// to, so damage to it is a problem even while the newer one is sound (verify used to say
+/// clean over it); a damaged newest one made open report a WAL/LSN mismatch without
+/// saying which page was damaged.
+fn check_meta_pages(dir: &Path, vfs: &dyn Vfs) -> Result<Vec<IntegrityProblem>> {
+    let path = dir.join(PAGE_FILE_NAME);
+    let file = vfs
+        .open_file(&path, OpenMode::ReadOnly)
+        .map_err(|source| Error::io("open", PAGE_FILE_NAME, source))?;
+    let mut decoded = Vec::new();
+    for id in [PageId(0), PageId(1)] {
+        let mut page = Page::zeroed();
+        let mut filled = 0;
+        while filled < PAGE_SIZE {
+            match file.read_at(&mut page.bytes_mut()[filled..], id.offset() + filled as u64) {
+                Ok(0) => break,
+                Ok(count) => filled += count,
+                Err(source) => return Err(Error::io("read", PAGE_FILE_NAME, source)),
+            }
+        }
+        decoded.push((id, decode_meta_page(&page, id)));
     }
+    let newest = decoded
+        .iter()
+        .filter_map(|(id, meta)| match meta {
+            Ok(Some(meta)) => Some((*id, meta.generation)),
+            _ => None,
+        })
+        .max_by_key(|(_, generation)| *generation);
+    let relied_on = match newest {
+        Some((id, generation)) => format!(
+            "the database relies on meta page {} (generation {generation})",
+            id.0
+        ),
+        None => "no meta page is intact".to_string(),
+    };
+    let mut problems = Vec::new();
+    for (id, meta) in decoded {
+        if let Err(error) = meta {
+            problems.push(IntegrityProblem {
+                file: PAGE_FILE_NAME.to_string(),
+                offset: id.offset(),
+                detail: format!(
+                    "meta page {} does not verify (damaged, or torn by a crash during a \
+                     checkpoint): {}; {relied_on}",
+                    id.0, error.0
+                ),
+            });
+        }
+    }
+    Ok(problems)
 }
 
 /// Opens an existing database; a directory without `pages.db` is refused (opening would
