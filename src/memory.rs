@@ -172,7 +172,7 @@ impl MemoryNode {
 
     /// A lower bound of the record size, computed without encoding: the bytes of the
     /// embedding and of every string, plus one byte for each length prefix.
-    fn record_size_lower_bound(&self) -> usize {
+    pub(crate) fn record_size_lower_bound(&self) -> usize {
         let tags_size = self
             .tags
             .iter()

@@ -346,6 +346,7 @@ fn problem_or_error(mut check: BackupCheck, error: Error) -> Result<BackupCheck>
 /// `pages.db` of pages the WAL holds newer versions of. A database too damaged to open is
 /// reported as a problem, not an error. Refuses a directory that holds no database.
 pub fn verify_database(dir: &Path, options: Options) -> Result<IntegrityReport> {
+    require_page_file(dir, &*options.vfs)?;
     let meta_problems = check_meta_pages(dir, &*options.vfs)?;
     let mut report = match open_existing(dir, options) {
         Ok(engine) => {
@@ -428,19 +429,22 @@ fn check_meta_pages(dir: &Path, vfs: &dyn Vfs) -> Result<Vec<IntegrityProblem>> 
 /// Opens an existing database; a directory without `pages.db` is refused (opening would
 /// create an empty database there).
 pub fn open_existing(dir: &Path, options: Options) -> Result<StorageEngine> {
+    require_page_file(dir, &*options.vfs)?;
+    StorageEngine::open_with(dir, options)
+}
+
+/// Refuses a directory without `pages.db` (nothing there is a database).
+fn require_page_file(dir: &Path, vfs: &dyn Vfs) -> Result<()> {
     let name = dir.display().to_string();
-    let page_file = dir.join(PAGE_FILE_NAME);
-    let exists = options
-        .vfs
-        .as_ref()
-        .exists(&page_file)
+    let exists = vfs
+        .exists(&dir.join(PAGE_FILE_NAME))
         .map_err(|source| Error::io("stat", &name, source))?;
     if !exists {
         return Err(Error::InvalidArgument(format!(
             "{name} holds no database (no {PAGE_FILE_NAME}): check the path"
         )));
     }
-    StorageEngine::open_with(dir, options)
+    Ok(())
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -47,8 +47,9 @@ pub use compact::{COMPACT_BATCH_RECORDS, CompactProgress, CompactReport};
 pub use inspect::{DatabaseStats, WalFrames};
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use options::{
-    BUFFER_POOL_PAGES_DEFAULT, BUFFER_POOL_PAGES_MIN, CHECKPOINT_WAL_BYTES_DEFAULT,
-    NORMAL_SYNC_COMMITS_DEFAULT, Options, RECORD_MAP_POOL_PAGES_MIN, RECORD_MAP_SHARE, SyncMode,
+    BUFFER_POOL_PAGES_DEFAULT, BUFFER_POOL_PAGES_MAX, BUFFER_POOL_PAGES_MIN,
+    CHECKPOINT_WAL_BYTES_DEFAULT, NORMAL_SYNC_COMMITS_DEFAULT, Options, RECORD_MAP_POOL_PAGES_MIN,
+    RECORD_MAP_SHARE, SyncMode,
 };
 pub use scan::ScanIter;
 pub use snapshot::Snapshot;
@@ -72,6 +73,25 @@ use view::{CacheUpdate, SharedCounter, View};
 const READ_ATTEMPTS_MAX: u32 = 16;
 /// Most nodes in one batch.
 pub const BATCH_NODES_MAX: usize = 100_000;
+/// Most record bytes one write transaction carries (its pages are bounded by
+/// `txn::TXN_PAGES_MAX`, 256 MiB; this leaves room for the pages that record them).
+pub const TXN_RECORD_BYTES_MAX: u64 = 192 << 20;
+
+/// Refuses a batch whose records cannot fit one transaction, before anything is encoded:
+/// the error gives the batch's size (at least the bytes of its embeddings and strings).
+fn check_batch_size<'n>(nodes: impl Iterator<Item = &'n MemoryNode>) -> Result<()> {
+    let size: u64 = nodes
+        .map(|node| node.record_size_lower_bound() as u64)
+        .sum();
+    if size > TXN_RECORD_BYTES_MAX {
+        return Err(Error::TooLarge {
+            what: "transaction (the records of one batch: split it)",
+            size,
+            limit: TXN_RECORD_BYTES_MAX,
+        });
+    }
+    Ok(())
+}
 
 /// State only writers touch, under the writer mutex.
 #[derive(Debug, Default)]
@@ -454,8 +474,17 @@ impl StorageEngine {
     }
 
     /// Opens (creating if needed) the database in directory `path`.
+    ///
+    /// Refuses, creating nothing: an empty path, a path that is not a directory, and a
+    /// directory holding another engine's database (mentedb-storage 0.45's `records.db`).
+    /// Errors about the database's files name the directory (`<dir>/wal.log`).
     pub fn open_with(path: &Path, options: Options) -> Result<StorageEngine> {
         options.validate()?;
+        check_directory(&*options.vfs, path)?;
+        StorageEngine::open_in(path, options).map_err(|error| name_directory(error, path))
+    }
+
+    fn open_in(path: &Path, options: Options) -> Result<StorageEngine> {
         let vfs = Arc::clone(&options.vfs);
         let dir_error =
             |operation| move |source| Error::io(operation, path.display().to_string(), source);
@@ -585,6 +614,7 @@ impl StorageEngine {
                 nodes.len()
             )));
         }
+        check_batch_size(nodes.iter())?;
         let mut records = Vec::with_capacity(nodes.len());
         for node in nodes {
             let mut record = Vec::new();
@@ -657,6 +687,10 @@ impl StorageEngine {
                 ops.len()
             )));
         }
+        check_batch_size(ops.iter().filter_map(|op| match op {
+            WriteOp::Store(node) | WriteOp::Update(_, node) => Some(node),
+            WriteOp::Delete(_) => None,
+        }))?;
         let mut targets = std::collections::BTreeSet::new();
         let mut encoded = Vec::with_capacity(ops.len());
         for op in ops {
@@ -772,6 +806,89 @@ impl StorageEngine {
     /// LSN of the last commit this instance knows of.
     pub fn last_lsn(&self) -> Lsn {
         self.inner.read_view().last_lsn()
+    }
+}
+
+/// Files mentedb-storage 0.45 kept in a database directory.
+const V045_FILE_NAMES: [&str; 2] = ["records.db", "records.wal"];
+
+/// Refuses what must not become a database directory (see [`StorageEngine::open_with`]).
+fn check_directory(vfs: &dyn crate::vfs::Vfs, path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::InvalidArgument(
+            "the database path is empty: give the directory to open or create".to_string(),
+        ));
+    }
+    let shown = path.display();
+    let exists = vfs
+        .exists(path)
+        .map_err(|source| Error::io("stat", shown.to_string(), source))?;
+    if !exists {
+        return Ok(());
+    }
+    let Ok(entries) = vfs.list_dir(path) else {
+        return Err(Error::InvalidArgument(format!(
+            "{shown} is not a directory: a database is a directory of files (give a new or \
+             existing directory)"
+        )));
+    };
+    let names: Vec<String> = entries
+        .iter()
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .collect();
+    let has = |name: &str| names.iter().any(|entry| entry == name);
+    if !has(PAGE_FILE_NAME) && V045_FILE_NAMES.iter().any(|name| has(name)) {
+        return Err(Error::InvalidArgument(format!(
+            "{shown} holds a mentedb-storage 0.45 database ({}), which this version cannot \
+             read; nothing was changed (open a new directory, or export the records with 0.45)",
+            V045_FILE_NAMES.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Puts the database directory into an error's file name (`wal.log` → `<dir>/wal.log`).
+fn name_directory(error: Error, dir: &Path) -> Error {
+    let join = |file: String| {
+        if Path::new(&file).is_absolute() || file.is_empty() {
+            file
+        } else {
+            dir.join(file).display().to_string()
+        }
+    };
+    match error {
+        Error::Io {
+            operation,
+            file,
+            source,
+        } => Error::Io {
+            operation,
+            file: join(file),
+            source,
+        },
+        Error::Corruption {
+            file,
+            offset,
+            detail,
+        } => Error::Corruption {
+            file: join(file),
+            offset,
+            detail,
+        },
+        Error::UnsupportedFormat {
+            file,
+            found,
+            supported,
+        } => Error::UnsupportedFormat {
+            file: join(file),
+            found,
+            supported,
+        },
+        other => other,
     }
 }
 

@@ -24,6 +24,8 @@ pub const CHECKPOINT_WAL_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 pub const NORMAL_SYNC_COMMITS_DEFAULT: u32 = 64;
 /// Smallest buffer pool accepted.
 pub const BUFFER_POOL_PAGES_MIN: usize = 4;
+/// Largest buffer pool accepted: 2^24 pages, 1 TiB of memory.
+pub const BUFFER_POOL_PAGES_MAX: usize = 1 << 24;
 /// The share of the buffer pool's memory that holds record maps of evicted pages (see
 /// [`crate::record_map`]): 1 in this many pages' worth, at least one page's worth.
 pub const RECORD_MAP_SHARE: usize = 32;
@@ -124,6 +126,14 @@ impl Options {
             return Err(Error::InvalidArgument(format!(
                 "buffer pool of {} pages is below the minimum of {BUFFER_POOL_PAGES_MIN}",
                 self.buffer_pool_pages
+            )));
+        }
+        if self.buffer_pool_pages > BUFFER_POOL_PAGES_MAX {
+            return Err(Error::InvalidArgument(format!(
+                "buffer pool of {} pages ({} bytes of 64 KiB pages) is over the maximum of \
+                 {BUFFER_POOL_PAGES_MAX} pages (1 TiB)",
+                self.buffer_pool_pages,
+                (self.buffer_pool_pages as u128) * 65_536
             )));
         }
         if self.normal_sync_commits == 0 {
