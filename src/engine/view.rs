@@ -482,10 +482,16 @@ impl Inner {
                 && header.base_lsn == view.cursor.base_lsn
         });
         let before = view.clone();
-        if same_life {
-            self.catch_up(&mut view)?;
+        let caught_up = if same_life {
+            self.catch_up(&mut view)
         } else {
-            self.reload(&mut view)?;
+            self.reload(&mut view)
+        };
+        if let Err(error) = caught_up {
+            // A failed attempt leaves the view as it was (a reset seen midway: the next
+            // attempt reloads, which empties the cache).
+            *view = before;
+            return Err(error);
         }
         // Every commit published was appended before it was published, and a checkpoint
         // covers every commit before it: a view short of `published` read the WAL while a
@@ -551,6 +557,23 @@ impl Inner {
             .count() as u64;
         if logged_past_file == past_file {
             return Ok(());
+        }
+        // A reader holds no lock: a checkpoint may have cut the file after this view was
+        // read (it drops trailing free pages once the WAL is reset). The file length was
+        // read first, so a cut before it means the header has changed by now, and the
+        // refresh starts over on the new log (found by the simulator's concurrent groups:
+        // a load raced a checkpoint that shrank the file, seed 68 of the 3-process crash
+        // campaign, reported as corruption).
+        let header = self.wal.read_header()?;
+        let same_life = header.is_some_and(|header| {
+            header.salt == view.cursor.salt && header.base_lsn == view.cursor.base_lsn
+        });
+        if view.wal_ready && !same_life {
+            return Err(Error::corruption(
+                WAL_FILE_NAME,
+                0,
+                "the WAL was reset while it was read (a checkpoint cut the page file)",
+            ));
         }
         Err(Error::corruption(
             PAGE_FILE_NAME,
