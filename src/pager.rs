@@ -28,7 +28,7 @@
 use crate::error::{DecodeError, Error, Result};
 use crate::page::{Lsn, PAGE_HEADER_SIZE, PAGE_SIZE, Page, PageId, PageType};
 use crate::record_id::{DatabaseId, SERIAL_MAX};
-use crate::vfs::{OpenMode, Vfs, VfsFile};
+use crate::vfs::{Vfs, VfsFile};
 use std::path::Path;
 
 /// Name of the page file inside the database directory.
@@ -242,11 +242,9 @@ fn page_io(operation: &'static str) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 impl PageFile {
-    /// Opens (creating if missing) the page file at `path`.
-    pub fn open(vfs: &dyn Vfs, path: &Path) -> Result<PageFile> {
-        let file = vfs
-            .open_file(path, OpenMode::CreateOrOpen)
-            .map_err(page_io("open"))?;
+    /// Opens the page file at `path`: created if missing, or read-only (it must exist).
+    pub fn open(vfs: &dyn Vfs, path: &Path, access: crate::vfs::Access) -> Result<PageFile> {
+        let file = crate::vfs::open_for(vfs, path, access, false).map_err(page_io("open"))?;
         Ok(PageFile { file })
     }
 
@@ -464,7 +462,12 @@ mod tests {
     fn a_meta_page_of_another_format_is_refused_as_such() {
         let vfs = crate::vfs::MemFs::new();
         vfs.create_dir_all(Path::new("/db")).expect("dir");
-        let file = PageFile::open(&vfs, Path::new("/db/pages.db")).expect("open");
+        let file = PageFile::open(
+            &vfs,
+            Path::new("/db/pages.db"),
+            crate::vfs::Access::ReadWrite,
+        )
+        .expect("open");
         let mut page = encode_meta_page(&meta(2));
         page.bytes_mut()[5] = crate::page::PAGE_FORMAT_VERSION + 1;
         page.seal();
@@ -484,7 +487,12 @@ mod tests {
     fn newest_valid_meta_wins_and_a_torn_one_falls_back() {
         let vfs = crate::vfs::MemFs::new();
         vfs.create_dir_all(Path::new("/db")).expect("dir");
-        let file = PageFile::open(&vfs, Path::new("/db/pages.db")).expect("open");
+        let file = PageFile::open(
+            &vfs,
+            Path::new("/db/pages.db"),
+            crate::vfs::Access::ReadWrite,
+        )
+        .expect("open");
         assert_eq!(file.load_meta().expect("empty"), None);
         file.write_meta(&meta(1)).expect("write");
         file.write_meta(&meta(2)).expect("write");

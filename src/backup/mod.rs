@@ -341,16 +341,25 @@ fn problem_or_error(mut check: BackupCheck, error: Error) -> Result<BackupCheck>
     }
 }
 
-/// Checks a database directory: opens it (recovery included) and runs the full integrity
-/// check of every page, the meta pages and the WAL, then checks the old copies in
-/// `pages.db` of pages the WAL holds newer versions of. A database too damaged to open is
-/// reported as a problem, not an error. Refuses a directory that holds no database.
+/// Checks a database directory: opens it read-only (nothing on disk changes: the view is
+/// rebuilt in memory, see [`Options::read_only`]) and runs the full integrity check of
+/// every page, the meta pages and the WAL, then checks the old copies in `pages.db` of
+/// pages the WAL holds newer versions of. What the open went past (WAL damage, a lost
+/// synced tail, an interrupted checkpoint) comes first among the problems; a database too
+/// damaged to open is reported as a problem, not an error. Refuses a directory that holds
+/// no database.
 pub fn verify_database(dir: &Path, options: Options) -> Result<IntegrityReport> {
     require_page_file(dir, &*options.vfs)?;
     let meta_problems = check_meta_pages(dir, &*options.vfs)?;
+    let options = if options.is_read_only() {
+        options
+    } else {
+        options.read_only()
+    };
     let mut report = match open_existing(dir, options) {
         Ok(engine) => {
             let mut report = engine.check_integrity()?;
+            report.problems.splice(0..0, engine.open_notes());
             report.problems.extend(engine.check_shadowed_pages()?);
             report
         }

@@ -35,6 +35,7 @@ mod durability;
 mod group;
 mod inspect;
 mod integrity;
+mod open;
 mod options;
 mod records;
 mod scan;
@@ -63,6 +64,7 @@ use crate::pager::{AllocState, Meta, PAGE_FILE_NAME, PageFile};
 use crate::record_id::{DatabaseId, RecordId};
 use crate::record_map::{RecordMap, RecordMapStats, RecordMaps};
 use crate::wal::{FrameInfo, WAL_FILE_NAME, Wal, WalCursor};
+use open::prepare_directory;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -127,6 +129,13 @@ pub(crate) struct Inner {
     commits_unsynced: AtomicU32,
     closed: AtomicBool,
     poison: Mutex<Option<String>>,
+    /// Problems a read-only open met and went past (see `open`).
+    notes: Mutex<Vec<IntegrityProblem>>,
+    /// True while a read-only open reads the database (see `open`).
+    salvaging: AtomicBool,
+    /// A read-only open went past damage: the view stays as the open built it (the log
+    /// cannot be followed past the damage), and refreshes leave it so.
+    frozen: AtomicBool,
 }
 
 /// A commit appended to the WAL, not yet made durable.
@@ -248,6 +257,12 @@ impl Inner {
 
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
+        if self.options.is_read_only() {
+            return Err(Error::InvalidArgument(format!(
+                "{} was opened read-only: nothing is written",
+                self.dir.display()
+            )));
+        }
         match self.poison_reason() {
             Some(reason) => Err(Error::Poisoned(reason)),
             None => Ok(()),
@@ -486,29 +501,13 @@ impl StorageEngine {
 
     fn open_in(path: &Path, options: Options) -> Result<StorageEngine> {
         let vfs = Arc::clone(&options.vfs);
-        let dir_error =
-            |operation| move |source| Error::io(operation, path.display().to_string(), source);
-        vfs.create_dir_all(path)
-            .map_err(dir_error("create directory"))?;
-        let restoring = vfs
-            .exists(&path.join(crate::backup::RESTORING_FILE_NAME))
-            .map_err(dir_error("stat"))?;
-        if restoring
-            && !vfs
-                .exists(&path.join(PAGE_FILE_NAME))
-                .map_err(dir_error("stat"))?
-        {
-            return Err(Error::InvalidArgument(format!(
-                "{} holds an unfinished restore ({}): remove the directory and restore again",
-                path.display(),
-                crate::backup::RESTORING_FILE_NAME
-            )));
-        }
+        let access = options.access;
+        prepare_directory(&*vfs, path, access)?;
         let inner = Inner {
             dir: path.to_path_buf(),
-            pages: PageFile::open(&*vfs, &path.join(PAGE_FILE_NAME))?,
-            wal: Wal::open(&*vfs, &path.join(WAL_FILE_NAME))?,
-            shm: SharedCounter::open(&*vfs, &path.join(SHM_FILE_NAME))?,
+            pages: PageFile::open(&*vfs, &path.join(PAGE_FILE_NAME), access)?,
+            wal: Wal::open(&*vfs, &path.join(WAL_FILE_NAME), access)?,
+            shm: SharedCounter::open(&*vfs, &path.join(SHM_FILE_NAME), access)?,
             pool: BufferPool::new(options.pool_split().0),
             maps: RecordMaps::new(options.pool_split().1),
             map_reads: AtomicU64::new(0),
@@ -523,65 +522,23 @@ impl StorageEngine {
             commits_unsynced: AtomicU32::new(0),
             closed: AtomicBool::new(false),
             poison: Mutex::new(None),
+            notes: Mutex::new(Vec::new()),
+            salvaging: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
             options,
         };
-        {
-            let _writer = inner.lock_writer();
-            let _lock = WalLock::take(&inner.wal)?;
-            crate::failpoints::check("open.locked")
-                .map_err(|source| Error::io("open", path.display().to_string(), source))?;
-            inner.resync_after_failed_sync()?;
-            let interrupted_checkpoint = inner.shm.writer_marks()?.interrupted_checkpoint;
-            // A WAL header is written only after an open has synced the directory, so the
-            // names of the files are durable if there is one; otherwise sync them now (a
-            // directory fsync was a sixth of a reopen).
-            let names_durable = inner.wal.read_header()?.is_some();
-            if inner.pages.load_meta()?.is_none() {
-                inner
-                    .pages
-                    .write_meta(&initial_meta(new_database_id(&*vfs)))?;
-            }
-            if !names_durable {
-                vfs.sync_dir(path).map_err(dir_error("sync directory"))?;
-            }
-            inner.refresh()?;
-            inner.check_no_lost_tail()?;
-            inner.ensure_wal_ready()?;
-            // Serials below the reservation may have been handed out by commits a crash
-            // lost (acknowledged in `SyncMode::Normal`): never hand them out again.
-            {
-                let mut view = inner.write_view();
-                view.alloc.serial_next = view.alloc.serial_limit;
-            }
-            if interrupted_checkpoint.is_some() {
-                // The open reloaded its view from the meta page (and reset a WAL the
-                // checkpoint covers): the interrupted checkpoint is finished.
-                inner.shm.clear_checkpoint_mark()?;
-            }
-            crate::failpoints::check("open.recovered")
-                .map_err(|source| Error::io("open", path.display().to_string(), source))?;
-            let last_lsn = inner.read_view().last_lsn();
-            let salt = inner.read_view().cursor.salt;
-            // Frames found in the WAL may sit only in the page cache (a crashed writer
-            // never synced them): make them durable before claiming so in new frames,
-            // unless `wal.shm` records that some process synced them all (it records only
-            // after a sync that covered them, so they are on disk: a crashed writer whose
-            // commits were acknowledged needs no second sync).
-            if inner.shm.read_durable(salt)? >= last_lsn {
-                inner.wal.note_durable(last_lsn);
-            } else {
-                inner
-                    .wal
-                    .sync_through(last_lsn)
-                    .map_err(|error| inner.poison(error.to_string()))?;
-            }
-            inner.shm.write(last_lsn.0)?;
-            // Everything recovered is durable now; a record left from before a power loss
-            // could claim LSNs that recovery has handed out again.
-            inner.shm.write_durable(salt, last_lsn)?;
-            inner.shm_seen.store(last_lsn.0, Ordering::Release);
+        match access {
+            crate::vfs::Access::ReadWrite => inner.recover(&*vfs, path)?,
+            crate::vfs::Access::ReadOnly => inner.open_read_only()?,
         }
         Ok(StorageEngine { inner })
+    }
+
+    /// What a read-only open met and went past (WAL damage, a log that does not fit the
+    /// meta page and was set aside, lost acknowledged commits, a writer's failed sync);
+    /// empty for a read-write open, which repairs or refuses such a database.
+    pub fn open_notes(&self) -> Vec<IntegrityProblem> {
+        crate::sched::lock(&self.inner.notes).clone()
     }
 
     /// The database directory.
@@ -763,6 +720,10 @@ impl StorageEngine {
     /// without `close` is safe too: every acknowledged write is in the WAL and the next
     /// open finds it.
     pub fn close(self) -> Result<()> {
+        if self.inner.options.is_read_only() {
+            self.inner.closed.store(true, Ordering::Release);
+            return Ok(());
+        }
         self.inner.check_writable()?;
         let result = self.inner.checkpoint(false).map(|_| ());
         self.inner.closed.store(true, Ordering::Release);

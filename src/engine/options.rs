@@ -46,6 +46,7 @@ pub struct Options {
     pub(crate) checkpoint_wal_bytes: u64,
     pub(crate) normal_sync_commits: u32,
     pub(crate) vfs: SharedVfs,
+    pub(crate) access: crate::vfs::Access,
 }
 
 impl Default for Options {
@@ -56,6 +57,7 @@ impl Default for Options {
             checkpoint_wal_bytes: CHECKPOINT_WAL_BYTES_DEFAULT,
             normal_sync_commits: NORMAL_SYNC_COMMITS_DEFAULT,
             vfs: Arc::new(RealFs::new()),
+            access: crate::vfs::Access::ReadWrite,
         }
     }
 }
@@ -93,6 +95,23 @@ impl Options {
     pub fn vfs(mut self, vfs: SharedVfs) -> Self {
         self.vfs = vfs;
         self
+    }
+
+    /// Opens the database read-only: creates, changes, recovers and syncs nothing on disk
+    /// (the view of the last commit is rebuilt in memory from the meta page and the WAL),
+    /// so it works on read-only files and mounts, and on a database a read-write open
+    /// refuses: damage met while reading the WAL or a lost tail are noted
+    /// ([`crate::StorageEngine::open_notes`]) and what is readable is shown. Writes,
+    /// checkpoints and compactions fail with [`crate::Error::InvalidArgument`]. The
+    /// `mentedb-storage` tool's `verify`, `stats` and `dump` open this way.
+    pub fn read_only(mut self) -> Self {
+        self.access = crate::vfs::Access::ReadOnly;
+        self
+    }
+
+    /// True if [`Options::read_only`] was set.
+    pub fn is_read_only(&self) -> bool {
+        self.access == crate::vfs::Access::ReadOnly
     }
 
     /// The configured sync mode.

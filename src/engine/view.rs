@@ -18,7 +18,7 @@ use super::Inner;
 use crate::error::{Error, Result};
 use crate::page::{Lsn, PAGE_SIZE, Page, PageId, PageIdHashing, apply_delta};
 use crate::pager::{AllocState, FIRST_DATA_PAGE, Meta, PAGE_FILE_NAME};
-use crate::vfs::{LockMode, OpenMode, SharedView, Vfs, VfsFile};
+use crate::vfs::{LockMode, SharedView, Vfs, VfsFile};
 use crate::wal::{
     AfterZeros, FrameInfo, ScanStop, WAL_FILE_NAME, WalCursor, WalEntryType, WalHeader,
 };
@@ -212,9 +212,9 @@ impl Drop for SyncGate<'_> {
 }
 
 impl SharedCounter {
-    pub fn open(vfs: &dyn Vfs, path: &Path) -> Result<SharedCounter> {
+    pub fn open(vfs: &dyn Vfs, path: &Path, access: crate::vfs::Access) -> Result<SharedCounter> {
         let open = || {
-            vfs.open_file(path, OpenMode::CreateOrOpen)
+            crate::vfs::open_for(vfs, path, access, true)
                 .map_err(|source| Error::io("open", SHM_FILE_NAME, source))
         };
         let file = open()?;
@@ -452,6 +452,9 @@ impl Inner {
     }
 
     fn refresh_attempts(&self, published: u64, coverage: Coverage) -> Result<()> {
+        if self.frozen.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
         let deadline = crate::sched::now() + REFRESH_WAIT_MAX;
         let mut attempt = 0;
         loop {
@@ -703,36 +706,57 @@ impl Inner {
             .wal
             .scan_after(&view.cursor, AfterZeros::Probe)
             .map_err(Reload::Fail)?;
+        // A read-only open goes past what a read-write open refuses, and notes it: the
+        // committed frames before WAL damage, the meta page alone when the log does not
+        // fit it (see `open`). Only at open, under the writer locks: later, the same
+        // symptoms are a concurrent checkpoint and are retried.
+        let salvage = self.salvaging.load(std::sync::atomic::Ordering::Acquire);
         if let ScanStop::Corruption { offset, detail } = &scan.stop {
-            return Err(Reload::Fail(Error::corruption(
+            if !salvage {
+                return Err(Reload::Fail(Error::corruption(
+                    WAL_FILE_NAME,
+                    *offset,
+                    detail.clone(),
+                )));
+            }
+            self.note(
                 WAL_FILE_NAME,
                 *offset,
-                detail.clone(),
-            )));
+                format!(
+                    "{detail}; read up to the last commit before it (LSN {})",
+                    scan.committed_lsn.0
+                ),
+            );
         }
         if header.base_lsn > meta.checkpoint_lsn {
-            return Err(Reload::Retry(Error::corruption(
+            let detail = format!(
+                "the WAL starts after LSN {} but the newest meta page has checkpoint LSN {}",
+                header.base_lsn.0, meta.checkpoint_lsn.0
+            );
+            if !salvage {
+                return Err(Reload::Retry(Error::corruption(PAGE_FILE_NAME, 0, detail)));
+            }
+            self.note(
                 PAGE_FILE_NAME,
                 0,
-                format!(
-                    "the WAL starts after LSN {} but the newest meta page has checkpoint LSN {}",
-                    header.base_lsn.0, meta.checkpoint_lsn.0
-                ),
-            )));
+                format!("{detail}; the WAL was set aside"),
+            );
+            return Ok(View::checkpointed(meta, None));
         }
         if scan.committed_lsn <= meta.checkpoint_lsn {
             view.cursor = view.cursor.after(&scan);
             return Ok(view);
         }
         if header.base_lsn != meta.checkpoint_lsn {
-            return Err(Reload::Fail(Error::corruption(
-                WAL_FILE_NAME,
-                0,
-                format!(
-                    "WAL from LSN {} to {} straddles the checkpoint at LSN {}",
-                    header.base_lsn.0, scan.committed_lsn.0, meta.checkpoint_lsn.0
-                ),
-            )));
+            let detail = format!(
+                "WAL from LSN {} to {} straddles the checkpoint at LSN {}",
+                header.base_lsn.0, scan.committed_lsn.0, meta.checkpoint_lsn.0
+            );
+            if !salvage {
+                return Err(Reload::Fail(Error::corruption(WAL_FILE_NAME, 0, detail)));
+            }
+            self.note(WAL_FILE_NAME, 0, format!("{detail}; the WAL was set aside"));
+            return Ok(View::checkpointed(meta, None));
         }
         let committed = &scan.frames[..scan.committed_frames];
         let cursor = view.cursor.after(&scan);

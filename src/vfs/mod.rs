@@ -183,6 +183,38 @@ pub trait SharedView: Send + Sync + fmt::Debug {
     }
 }
 
+/// How an engine opens the files of a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Create what is missing, recover, write.
+    #[default]
+    ReadWrite,
+    /// Open existing files read-only; create, change and sync nothing.
+    ReadOnly,
+}
+
+/// Opens `path` as `access` says: read-write (created if missing), or read-only, in which
+/// case a missing file (`wal.log`, `wal.shm` of a database whose log was never started, or
+/// on a read-only copy) reads as an empty file kept in memory: nothing is created on disk.
+pub fn open_for(
+    vfs: &dyn Vfs,
+    path: &Path,
+    access: Access,
+    missing_is_empty: bool,
+) -> io::Result<Box<dyn VfsFile>> {
+    match access {
+        Access::ReadWrite => vfs.open_file(path, OpenMode::CreateOrOpen),
+        Access::ReadOnly => match vfs.open_file(path, OpenMode::ReadOnly) {
+            Err(error) if missing_is_empty && error.kind() == io::ErrorKind::NotFound => {
+                let empty = MemFs::new();
+                let name = Path::new("/empty");
+                empty.open_file(name, OpenMode::CreateOrOpen)
+            }
+            other => other,
+        },
+    }
+}
+
 /// The check every [`VfsFile`] implementation makes before changing a file: a handle opened
 /// with [`OpenMode::ReadOnly`] refuses with `PermissionDenied`.
 pub fn check_writable(writable: bool) -> io::Result<()> {

@@ -21,7 +21,7 @@ pub mod format;
 use crate::error::{Error, Result};
 use crate::failpoints;
 use crate::page::Lsn;
-use crate::vfs::{LockMode, OpenMode, Vfs, VfsFile};
+use crate::vfs::{LockMode, Vfs, VfsFile};
 pub use format::{
     AfterZeros, FrameInfo, FrameSpec, Scan, ScanStart, ScanStop, WAL_HEADER_SIZE, WalEntryType,
     WalHeader,
@@ -149,11 +149,10 @@ fn wal_io(operation: &'static str) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 impl Wal {
-    /// Opens (creating if missing) the WAL at `path`.
-    pub fn open(vfs: &dyn Vfs, path: &Path) -> Result<Wal> {
-        let file = vfs
-            .open_file(path, OpenMode::CreateOrOpen)
-            .map_err(wal_io("open"))?;
+    /// Opens the WAL at `path` (see [`crate::vfs::open_for`]: created if missing, or
+    /// read-only with a missing log read as empty).
+    pub fn open(vfs: &dyn Vfs, path: &Path, access: crate::vfs::Access) -> Result<Wal> {
+        let file = crate::vfs::open_for(vfs, path, access, true).map_err(wal_io("open"))?;
         Ok(Wal {
             file,
             written_lsn: AtomicU64::new(0),

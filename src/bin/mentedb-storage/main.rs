@@ -128,6 +128,20 @@ fn open(dir: &Path) -> Result<StorageEngine, Error> {
     backup::open_existing(dir, Options::default())
 }
 
+/// Opens for the commands that only look (`stats`, `dump`): nothing on disk changes, and a
+/// damaged database opens as far as it can be read; what the open went past is printed to
+/// stderr.
+fn open_to_look(dir: &Path) -> Result<StorageEngine, Error> {
+    let engine = backup::open_existing(dir, Options::default().read_only())?;
+    for note in engine.open_notes() {
+        eprintln!(
+            "warning: {} at offset {}: {}",
+            note.file, note.offset, note.detail
+        );
+    }
+    Ok(engine)
+}
+
 fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Verify { path, json } => verify(&path, json),
@@ -227,7 +241,7 @@ fn verify(path: &Path, json: bool) -> Result<ExitCode, Error> {
         bar.finish();
         ("backup", check.pages, check.problems)
     } else {
-        let report = backup::verify_database(path, Options::default())?;
+        let report = backup::verify_database(path, Options::default().read_only())?;
         space = Some((
             report.free_pages,
             report.free_page_bytes(),
@@ -286,7 +300,7 @@ fn verify(path: &Path, json: bool) -> Result<ExitCode, Error> {
 }
 
 fn stats(dir: &Path, json: bool) -> Result<ExitCode, Error> {
-    let engine = open(dir)?;
+    let engine = open_to_look(dir)?;
     let stats = engine.stats()?;
     let report = &stats.report;
     if json {
@@ -382,7 +396,7 @@ fn dump(
     json: bool,
 ) -> Result<ExitCode, Error> {
     let record = record.map(parse_record_id).transpose()?;
-    let engine = open(dir)?;
+    let engine = open_to_look(dir)?;
     let mut sections = Vec::new();
     if !wal && page.is_none() && record.is_none() {
         sections.push(dump_state(&engine, json));

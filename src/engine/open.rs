@@ -1,0 +1,174 @@
+//! Opening a database: recovery (read-write) or a view of it that changes nothing on disk
+//! (read-only).
+//!
+//! # Read-write
+//! Under the writer locks: repair after another process's failed sync, write the first meta
+//! page of a new database, sync the directory once, catch up with the whole WAL (that is
+//! the recovery: nothing is rewritten), refuse a WAL that lost synced commits, start the
+//! WAL's next life if it holds nothing new, skip the serials a crash may have handed out,
+//! make the recovered frames durable and publish them.
+//!
+//! # Read-only
+//! Opens existing files read-only (a missing `wal.log` or `wal.shm` reads as empty), takes
+//! the writer lock only to read one consistent state, and rebuilds the view in memory from
+//! the meta page and the WAL. Nothing is created, written or synced, so it works on
+//! read-only files and mounts. It shows what is readable of a damaged database: WAL damage
+//! ends the log where the damage is, a log that does not fit the meta page is set aside,
+//! and a lost tail is noted; each becomes a note ([`super::StorageEngine::open_notes`]).
+//! An instance that went past something shows the database as the open found it: later
+//! refreshes leave its view as it is (another process's commits are not followed).
+
+use super::{Inner, IntegrityProblem, SHM_FILE_NAME, WalLock, initial_meta, new_database_id};
+use crate::error::{Error, Result};
+use crate::pager::PAGE_FILE_NAME;
+use crate::vfs::{Access, Vfs};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+/// Creates the directory (read-write) or checks there is a database in it (read-only), and
+/// refuses one an interrupted restore left.
+pub(super) fn prepare_directory(vfs: &dyn Vfs, path: &Path, access: Access) -> Result<()> {
+    let dir_error =
+        |operation| move |source| Error::io(operation, path.display().to_string(), source);
+    let page_file = vfs
+        .exists(&path.join(PAGE_FILE_NAME))
+        .map_err(dir_error("stat"))?;
+    match access {
+        Access::ReadWrite => vfs
+            .create_dir_all(path)
+            .map_err(dir_error("create directory"))?,
+        Access::ReadOnly if !page_file => {
+            return Err(Error::InvalidArgument(format!(
+                "{} holds no database (no {PAGE_FILE_NAME}): check the path",
+                path.display()
+            )));
+        }
+        Access::ReadOnly => {}
+    }
+    let restoring = vfs
+        .exists(&path.join(crate::backup::RESTORING_FILE_NAME))
+        .map_err(dir_error("stat"))?;
+    if restoring && !page_file {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds an unfinished restore ({}): remove the directory and restore again",
+            path.display(),
+            crate::backup::RESTORING_FILE_NAME
+        )));
+    }
+    Ok(())
+}
+
+impl Inner {
+    /// Opens read-write: recovery (see the module docs).
+    pub(super) fn recover(&self, vfs: &dyn Vfs, path: &Path) -> Result<()> {
+        let _writer = self.lock_writer();
+        let _lock = WalLock::take(&self.wal)?;
+        let open_error = |source| Error::io("open", path.display().to_string(), source);
+        crate::failpoints::check("open.locked").map_err(open_error)?;
+        self.resync_after_failed_sync()?;
+        let interrupted_checkpoint = self.shm.writer_marks()?.interrupted_checkpoint;
+        // A WAL header is written only after an open has synced the directory, so the
+        // names of the files are durable if there is one; otherwise sync them now (a
+        // directory fsync was a sixth of a reopen).
+        let names_durable = self.wal.read_header()?.is_some();
+        if self.pages.load_meta()?.is_none() {
+            self.pages.write_meta(&initial_meta(new_database_id(vfs)))?;
+        }
+        if !names_durable {
+            vfs.sync_dir(path).map_err(|source| {
+                Error::io("sync directory", path.display().to_string(), source)
+            })?;
+        }
+        self.refresh()?;
+        self.check_no_lost_tail()?;
+        self.ensure_wal_ready()?;
+        // Serials below the reservation may have been handed out by commits a crash
+        // lost (acknowledged in `SyncMode::Normal`): never hand them out again.
+        {
+            let mut view = self.write_view();
+            view.alloc.serial_next = view.alloc.serial_limit;
+        }
+        if interrupted_checkpoint.is_some() {
+            // The open reloaded its view from the meta page (and reset a WAL the
+            // checkpoint covers): the interrupted checkpoint is finished.
+            self.shm.clear_checkpoint_mark()?;
+        }
+        crate::failpoints::check("open.recovered").map_err(open_error)?;
+        self.publish_recovered()
+    }
+
+    /// Makes the recovered frames durable and tells the other processes where the log ends.
+    fn publish_recovered(&self) -> Result<()> {
+        let last_lsn = self.read_view().last_lsn();
+        let salt = self.read_view().cursor.salt;
+        // Frames found in the WAL may sit only in the page cache (a crashed writer never
+        // synced them): make them durable before claiming so in new frames, unless
+        // `wal.shm` records that some process synced them all (it records only after a
+        // sync that covered them, so they are on disk: a crashed writer whose commits were
+        // acknowledged needs no second sync).
+        if self.shm.read_durable(salt)? >= last_lsn {
+            self.wal.note_durable(last_lsn);
+        } else {
+            self.wal
+                .sync_through(last_lsn)
+                .map_err(|error| self.poison(error.to_string()))?;
+        }
+        self.shm.write(last_lsn.0)?;
+        // Everything recovered is durable now; a record left from before a power loss
+        // could claim LSNs that recovery has handed out again.
+        self.shm.write_durable(salt, last_lsn)?;
+        self.shm_seen.store(last_lsn.0, Ordering::Release);
+        Ok(())
+    }
+
+    /// Opens read-only (see the module docs).
+    pub(super) fn open_read_only(&self) -> Result<()> {
+        let _writer = self.lock_writer();
+        let _lock = WalLock::take(&self.wal)?;
+        if self.pages.load_meta()?.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "{}/{PAGE_FILE_NAME} holds no meta page: an empty file, or a database whose \
+                 creation never finished; nothing was changed",
+                self.dir.display()
+            )));
+        }
+        let published = self.shm.read()?;
+        let marks = self.shm.writer_marks()?;
+        if marks.sync_failed {
+            self.note(SHM_FILE_NAME, 16, "a writer's sync failed since the last repair: what is read may not be durable (the next read-write open repairs it)".to_string());
+        }
+        if marks.interrupted_checkpoint.is_some() {
+            self.note(
+                SHM_FILE_NAME,
+                48,
+                "a checkpoint was interrupted (the next read-write open finishes it)".to_string(),
+            );
+        }
+        self.salvaging.store(true, Ordering::Release);
+        let refreshed = self.refresh();
+        self.salvaging.store(false, Ordering::Release);
+        refreshed?;
+        match self.check_no_lost_tail() {
+            Err(Error::Corruption {
+                file,
+                offset,
+                detail,
+            }) => self.note(&file, offset, detail),
+            other => other?,
+        }
+        self.shm_seen.store(published, Ordering::Release);
+        if !crate::sched::lock(&self.notes).is_empty() {
+            self.frozen.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Notes a problem a read-only open met and went past.
+    pub(super) fn note(&self, file: &str, offset: u64, detail: String) {
+        crate::sched::lock(&self.notes).push(IntegrityProblem {
+            file: file.to_string(),
+            offset,
+            detail,
+        });
+    }
+}
