@@ -50,6 +50,16 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// `files` with the writer lock's holder record in `wal.shm` zeroed.
+fn without_holder_record(mut files: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, Vec<u8>> {
+    if let Some(shm) = files.get_mut("wal.shm") {
+        for byte in shm.iter_mut().skip(64).take(13) {
+            *byte = 0;
+        }
+    }
+    files
+}
+
 /// A copy of `from`'s files as they are now (what a power loss with everything synced, or
 /// a `cp` of a running database, leaves).
 fn copy_dir(from: &Path, to: &Path) {
@@ -316,7 +326,14 @@ fn a_read_only_open_of_a_damaged_log_shows_the_commits_before_the_damage_and_not
         StorageEngine::open(&dir).is_err(),
         "read-write open went past damage"
     );
-    assert_eq!(files(&dir), before, "the refused open changed a file");
+    // (A read-write open records itself as the writer lock's holder in wal.shm, bytes
+    // 64..77: a hint for waiters' errors, not evidence; everything else stays.)
+    assert_eq!(
+        without_holder_record(files(&dir)),
+        without_holder_record(before),
+        "the refused open changed a file"
+    );
+    let before = files(&dir);
     let (options, changes_tried) = refusing();
     let engine = StorageEngine::open_with(&dir, options).expect("read-only open");
     let notes = engine.open_notes();

@@ -74,6 +74,9 @@ pub struct Summary {
     pub recoveries_together: u64,
     /// Times a simulated thread handed the turn to another.
     pub switches: u64,
+    /// Groups with the writer lock held past the timeout, and operations that timed out.
+    pub long_stalls: u64,
+    pub lock_timeouts: u64,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -137,6 +140,8 @@ impl Campaign {
                     groups: 0,
                     recoveries_together: 0,
                     switches: 0,
+                    long_stalls: 0,
+                    lock_timeouts: 0,
                 }
             }
         }
@@ -284,6 +289,8 @@ impl Summary {
         self.runs_with_groups += u64::from(report.groups > 0);
         self.recoveries_together += report.recoveries_together;
         self.switches += report.switches;
+        self.long_stalls += report.long_stalls;
+        self.lock_timeouts += report.lock_timeouts;
         for (kind, count) in &report.faults {
             *self.faults.entry(*kind).or_insert(0) += count;
             *self.runs_with_fault.entry(*kind).or_insert(0) += 1;
@@ -324,6 +331,11 @@ impl Summary {
             text,
             "recoveries together  {:>10}  (every process opening at once after a power loss)",
             self.recoveries_together
+        );
+        let _ = writeln!(
+            text,
+            "lock held too long   {:>10}  ({} operations gave up with Error::Locked)",
+            self.long_stalls, self.lock_timeouts
         );
         let _ = writeln!(text, "oracle checks        {:>10}", self.checks);
         let _ = writeln!(text, "crash images checked {:>10}", self.images);

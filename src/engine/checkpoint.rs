@@ -47,7 +47,7 @@ impl Inner {
             return Ok(false);
         };
         let mut writer = self.lock_writer();
-        let _lock = WalLock::take(&self.wal)?;
+        let _lock = WalLock::take(self, super::locks::Purpose::Checkpoint)?;
         self.check_writer_marks()?;
         self.refresh()?;
         let file_pages_before = self.read_view().alloc.page_count;

@@ -131,7 +131,7 @@ impl Inner {
     /// one commit's; each move checks its record again).
     fn plan_compaction(&self) -> Result<Plan> {
         let _writer = self.lock_writer();
-        let _lock = super::WalLock::take(&self.wal)?;
+        let _lock = super::WalLock::take(self, super::locks::Purpose::Compact)?;
         self.check_writer_marks()?;
         self.refresh()?;
         let alloc = self.read_view().alloc;

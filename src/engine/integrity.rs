@@ -119,7 +119,7 @@ impl Inner {
     pub(crate) fn check_integrity(&self) -> Result<IntegrityReport> {
         self.check_open()?;
         let _writer = self.lock_writer();
-        let _lock = super::WalLock::take(&self.wal)?;
+        let _lock = super::WalLock::take(self, super::locks::Purpose::Check)?;
         self.refresh()?;
         let (alloc, last_lsn) = {
             let view = self.read_view();

@@ -35,6 +35,7 @@ mod durability;
 mod group;
 mod inspect;
 mod integrity;
+mod locks;
 mod open;
 mod options;
 mod records;
@@ -49,8 +50,8 @@ pub use inspect::{DatabaseStats, WalFrames};
 pub use integrity::{IntegrityProblem, IntegrityReport};
 pub use options::{
     BUFFER_POOL_PAGES_DEFAULT, BUFFER_POOL_PAGES_MAX, BUFFER_POOL_PAGES_MIN,
-    CHECKPOINT_WAL_BYTES_DEFAULT, NORMAL_SYNC_COMMITS_DEFAULT, Options, RECORD_MAP_POOL_PAGES_MIN,
-    RECORD_MAP_SHARE, SyncMode,
+    CHECKPOINT_WAL_BYTES_DEFAULT, LOCK_TIMEOUT_DEFAULT, NORMAL_SYNC_COMMITS_DEFAULT, Options,
+    RECORD_MAP_POOL_PAGES_MIN, RECORD_MAP_SHARE, SyncMode,
 };
 pub use scan::ScanIter;
 pub use snapshot::Snapshot;
@@ -195,9 +196,27 @@ impl Drop for Committing<'_> {
 struct WalLock<'a>(&'a Wal);
 
 impl<'a> WalLock<'a> {
-    fn take(wal: &'a Wal) -> Result<WalLock<'a>> {
-        wal.lock_exclusive()?;
-        Ok(WalLock(wal))
+    /// Takes the writer lock of `inner` within its lock timeout (see [`locks`]) and records
+    /// this process as its holder.
+    fn take(inner: &'a Inner, purpose: locks::Purpose) -> Result<WalLock<'a>> {
+        let taken = locks::lock_within(
+            inner.wal.lock_file(),
+            crate::vfs::LockMode::Exclusive,
+            inner.options.lock_timeout,
+        )
+        .map_err(|source| Error::io("lock", WAL_FILE_NAME, source))?;
+        if !taken {
+            return Err(inner.writer_lock_timed_out());
+        }
+        let lock = WalLock(&inner.wal);
+        if !inner.options.is_read_only() {
+            // A hint for a waiter's error; failing to leave it changes nothing.
+            let _ = inner.shm.write_holder(locks::Holder {
+                process: inner.options.vfs.process_id(),
+                purpose,
+            });
+        }
+        Ok(lock)
     }
 }
 
@@ -341,7 +360,7 @@ impl Inner {
         self.check_writable()?;
         let _committing = Committing::enter(&self.committers);
         let mut writer = self.lock_writer();
-        let _lock = WalLock::take(&self.wal)?;
+        let _lock = WalLock::take(self, locks::Purpose::Write)?;
         self.check_writer_marks()?;
         self.refresh()?;
         self.commit_locked(&mut writer, operation)

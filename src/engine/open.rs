@@ -62,7 +62,7 @@ impl Inner {
     /// Opens read-write: recovery (see the module docs).
     pub(super) fn recover(&self, vfs: &dyn Vfs, path: &Path) -> Result<()> {
         let _writer = self.lock_writer();
-        let _lock = WalLock::take(&self.wal)?;
+        let _lock = WalLock::take(self, super::locks::Purpose::Open)?;
         let open_error = |source| Error::io("open", path.display().to_string(), source);
         crate::failpoints::check("open.locked").map_err(open_error)?;
         self.resync_after_failed_sync()?;
@@ -124,7 +124,7 @@ impl Inner {
     /// Opens read-only (see the module docs).
     pub(super) fn open_read_only(&self) -> Result<()> {
         let _writer = self.lock_writer();
-        let _lock = WalLock::take(&self.wal)?;
+        let _lock = WalLock::take(self, super::locks::Purpose::Open)?;
         if self.pages.load_meta()?.is_none() {
             return Err(Error::InvalidArgument(format!(
                 "{}/{PAGE_FILE_NAME} holds no meta page: an empty file, or a database whose \

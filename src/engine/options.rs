@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::vfs::{RealFs, SharedVfs};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// When a commit is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,6 +23,9 @@ pub const BUFFER_POOL_PAGES_DEFAULT: usize = 1024;
 pub const CHECKPOINT_WAL_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Default number of commits between WAL syncs in [`SyncMode::Normal`].
 pub const NORMAL_SYNC_COMMITS_DEFAULT: u32 = 64;
+/// Default of [`Options::lock_timeout`]: long enough for any commit or checkpoint step of a
+/// working process, short enough that a stopped one is reported instead of waited for.
+pub const LOCK_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Smallest buffer pool accepted.
 pub const BUFFER_POOL_PAGES_MIN: usize = 4;
 /// Largest buffer pool accepted: 2^24 pages, 1 TiB of memory.
@@ -47,6 +51,7 @@ pub struct Options {
     pub(crate) normal_sync_commits: u32,
     pub(crate) vfs: SharedVfs,
     pub(crate) access: crate::vfs::Access,
+    pub(crate) lock_timeout: Duration,
 }
 
 impl Default for Options {
@@ -58,6 +63,7 @@ impl Default for Options {
             normal_sync_commits: NORMAL_SYNC_COMMITS_DEFAULT,
             vfs: Arc::new(RealFs::new()),
             access: crate::vfs::Access::ReadWrite,
+            lock_timeout: LOCK_TIMEOUT_DEFAULT,
         }
     }
 }
@@ -70,6 +76,26 @@ impl Options {
     pub fn buffer_pool_pages(mut self, pages: usize) -> Self {
         self.buffer_pool_pages = pages;
         self
+    }
+
+    /// Longest a call waits for a lock another process (or another instance in this
+    /// process) holds: the writer lock on `wal.log` (held for one commit, checkpoint,
+    /// compaction step or recovery) and the checkpoint gate on `pages.db` (a checkpoint
+    /// waits for open snapshots, that is backups, to end; a snapshot waits for a running
+    /// checkpoint). Past it the call fails with [`crate::Error::Locked`], which names the
+    /// lock and, for the writer lock, the process holding it and what for; nothing was
+    /// written. Default [`LOCK_TIMEOUT_DEFAULT`]; `Duration::ZERO` fails at once when the
+    /// lock is held, `Duration::MAX` waits for ever. Threads of one instance queue on an
+    /// in-process lock first, which is not bounded by this (its holder is working, not
+    /// stopped).
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The lock timeout ([`Options::lock_timeout`]).
+    pub fn lock_timeout_value(&self) -> Duration {
+        self.lock_timeout
     }
 
     /// When commits are durable.

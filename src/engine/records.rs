@@ -514,7 +514,7 @@ impl Inner {
             published = now;
         }
         let _writer = self.lock_writer();
-        let _lock = super::WalLock::take(&self.wal)?;
+        let _lock = super::WalLock::take(self, super::locks::Purpose::Load)?;
         self.refresh()?;
         self.load_record_once(id, cache, decode)
     }

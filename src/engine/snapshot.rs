@@ -58,7 +58,10 @@ impl Inner {
             .map_err(|source| Error::io("open", PAGE_FILE_NAME, source))?;
         let lock_error = |source| Error::io("lock", PAGE_FILE_NAME, source);
         if wait {
-            file.lock(mode).map_err(lock_error)?;
+            let timeout = self.options.lock_timeout;
+            if !super::locks::lock_within(&*file, mode, timeout).map_err(lock_error)? {
+                return Err(self.gate_timed_out(mode));
+            }
         } else if !file.try_lock(mode).map_err(lock_error)? {
             return Ok(None);
         }
@@ -72,7 +75,7 @@ impl Inner {
             .checkpoint_gate(LockMode::Shared, true)?
             .ok_or_else(|| Error::Locked("the checkpoint gate".into()))?;
         let _writer = self.lock_writer();
-        let _lock = WalLock::take(&self.wal)?;
+        let _lock = WalLock::take(self, super::locks::Purpose::Snapshot)?;
         self.refresh()?;
         let view = self.read_view().clone();
         Ok(Snapshot {

@@ -228,7 +228,7 @@ impl SharedCounter {
     }
 
     /// Writes `bytes` at `offset`: through the map if there is one (no system call).
-    fn write_bytes(&self, bytes: &[u8], offset: u64) -> Result<()> {
+    pub(super) fn write_bytes(&self, bytes: &[u8], offset: u64) -> Result<()> {
         if let Some(map) = &self.map
             && let Ok(start) = usize::try_from(offset)
             && map.write(start, bytes)
@@ -241,7 +241,7 @@ impl SharedCounter {
     }
 
     /// Reads `buf.len()` bytes at `offset`: through the map if there is one.
-    fn read_bytes(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    pub(super) fn read_bytes(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
         if let Some(map) = &self.map
             && let Ok(start) = usize::try_from(offset)
             && map.read(start, buf)

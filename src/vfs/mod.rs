@@ -73,6 +73,12 @@ pub trait Vfs: Send + Sync + fmt::Debug {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// True if `path` exists (file or directory).
     fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// The process this filesystem is used by, as lock holders are named in errors: the
+    /// operating system's id; a simulated filesystem gives its simulated process.
+    fn process_id(&self) -> u32 {
+        std::process::id()
+    }
+
     /// 64 random bits, for identities (a new database's id). The default draws them from
     /// the operating system's hash keys (`RandomState`); a simulated filesystem overrides it
     /// with its seeded generator so that runs replay.

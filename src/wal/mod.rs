@@ -21,7 +21,7 @@ pub mod format;
 use crate::error::{Error, Result};
 use crate::failpoints;
 use crate::page::Lsn;
-use crate::vfs::{LockMode, Vfs, VfsFile};
+use crate::vfs::{Vfs, VfsFile};
 pub use format::{
     AfterZeros, FrameInfo, FrameSpec, Scan, ScanStart, ScanStop, WAL_HEADER_SIZE, WalEntryType,
     WalHeader,
@@ -419,9 +419,10 @@ impl Wal {
         Ok(())
     }
 
-    /// Takes the cross-process writer lock (blocking).
-    pub fn lock_exclusive(&self) -> Result<()> {
-        self.file.lock(LockMode::Exclusive).map_err(wal_io("lock"))
+    /// The file whose exclusive lock is the writer lock (the engine takes it within its
+    /// lock timeout).
+    pub(crate) fn lock_file(&self) -> &dyn VfsFile {
+        &*self.file
     }
 
     /// Releases the writer lock.

@@ -15,17 +15,33 @@
 //!   each touched one as before or after, and nothing unknown.
 //! - A kill or power cut may be armed anywhere inside the group; crash images captured at
 //!   syncs during it are checked with every write of the group in flight.
+//! - In a quarter of the seeds a group may include a *stall*: a handle of one of the
+//!   processes that takes the writer lock (the `flock` on `wal.log`) and keeps it for a
+//!   stretch of simulated time, as a stopped process or a tool would. A short stall (at
+//!   most a fifth of [`SIM_LOCK_TIMEOUT`]) must be waited for: an `Error::Locked` in its
+//!   group, or in any group without a long one, breaks the liveness rule. A long one (two
+//!   to three timeouts) may make the group's operations give up with `Error::Locked`,
+//!   which must name the lock; a write that did is a refused write (it must never
+//!   appear).
 
 use super::*;
 use crate::model::Part;
 use crate::sched::ActorBody;
 use crate::workload::PartDraw;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 /// Operations in one concurrent group, at most.
 pub const GROUP_OPS_MAX: usize = 4;
 /// Power cuts in a row during a concurrent recovery, at most.
 pub const RECOVERY_CRASHES_MAX: usize = 3;
+/// The lock timeout of every simulated engine, in simulated time (the clock moves one
+/// microsecond per scheduling point: a checkpoint is a few milliseconds of it).
+pub const SIM_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Share of groups (in seeds with stalls) that include one.
+const STALL_PPM: u32 = 250_000;
+/// A stall sleeps in steps of this much simulated time, so waiters run in between.
+const STALL_STEP: Duration = Duration::from_millis(5);
 
 /// A group's operation with its target resolved.
 #[derive(Debug, Clone)]
@@ -41,6 +57,8 @@ enum Act {
     Scan,
     Checkpoint,
     Compact,
+    /// Holds the writer lock through a handle of its own for this long (no engine).
+    Stall(Duration),
 }
 
 impl Act {
@@ -57,6 +75,7 @@ impl Act {
             Act::StaleLoad(id) => format!("stale load {id:?}"),
             Act::Scan => "scan".to_string(),
             Act::Checkpoint => "checkpoint".to_string(),
+            Act::Stall(held) => format!("hold the writer lock for {held:?}"),
         }
     }
 
@@ -85,6 +104,40 @@ enum ActResult {
     Written(Result<(), Error>),
     Loaded(Result<MemoryNode, Error>),
     Scanned(Result<BTreeMap<RecordId, MemoryNode>, String>),
+    /// A stall ended (whether it got the lock: a kill or power cut may stop it).
+    Stalled(bool),
+}
+
+impl ActResult {
+    fn error(&self) -> Option<&Error> {
+        match self {
+            ActResult::Stored(Err(error))
+            | ActResult::Batch(Err(error))
+            | ActResult::Applied(Err(error))
+            | ActResult::Written(Err(error))
+            | ActResult::Loaded(Err(error)) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+/// Takes the writer lock through a handle of `vfs` and keeps it for `held` of simulated
+/// time (see the module docs).
+fn stall(vfs: &dyn mentedb_storage::vfs::Vfs, held: Duration) -> ActResult {
+    use mentedb_storage::vfs::{LockMode, OpenMode};
+    let path = Path::new(DIR).join("wal.log");
+    let Ok(file) = vfs.open_file(&path, OpenMode::Existing) else {
+        return ActResult::Stalled(false);
+    };
+    if file.lock(LockMode::Exclusive).is_err() {
+        return ActResult::Stalled(false);
+    }
+    let start = mentedb_storage::sched::now();
+    while mentedb_storage::sched::now().saturating_sub(start) < held {
+        mentedb_storage::sched::sleep(STALL_STEP);
+    }
+    let _ = file.unlock();
+    ActResult::Stalled(true)
 }
 
 fn describe_result(result: &Result<ActResult, String>) -> String {
@@ -102,6 +155,8 @@ fn describe_result(result: &Result<ActResult, String>) -> String {
         | Ok(ActResult::Written(Err(error)))
         | Ok(ActResult::Loaded(Err(error))) => format!("failed: {error}"),
         Ok(ActResult::Scanned(Err(error))) => format!("failed: {error}"),
+        Ok(ActResult::Stalled(true)) => "held and released".to_string(),
+        Ok(ActResult::Stalled(false)) => "never got it (stopped)".to_string(),
     }
 }
 
@@ -117,6 +172,8 @@ fn perform(engine: &StorageEngine, act: &Act) -> ActResult {
         Act::Compact => ActResult::Written(engine.compact().map(drop)),
         Act::DeleteMany(ids) => ActResult::Written(engine.delete_memory_batch(ids)),
         Act::Apply(parts) => ActResult::Applied(engine.apply(&super::ops::write_ops(parts))),
+        // Run by `stall`, without an engine (see `execute_group`).
+        Act::Stall(_) => ActResult::Stalled(false),
         Act::Scan => {
             let mut seen = BTreeMap::new();
             for item in engine.scan_memories() {
@@ -302,9 +359,19 @@ impl Sim {
 
     /// Runs a group of operations at once (see the module docs).
     pub(super) fn execute_group(&mut self, step: usize, ops: Vec<Op>) -> Step {
-        let acts = self.resolve_group(ops);
+        let mut acts = self.resolve_group(ops);
         if acts.is_empty() {
             return Ok(());
+        }
+        if self.stalls && chance(&mut *self.rng, STALL_PPM) {
+            let process = below(&mut *self.rng, self.engines.len() as u64) as usize;
+            let timeout = SIM_LOCK_TIMEOUT.as_micros() as u64;
+            let micros = if chance(&mut *self.rng, 500_000) {
+                2 * timeout + below(&mut *self.rng, timeout)
+            } else {
+                1 + below(&mut *self.rng, timeout / 5)
+            };
+            acts.push((process, Act::Stall(Duration::from_micros(micros))));
         }
         self.groups += 1;
         let description: Vec<String> = acts
@@ -324,9 +391,15 @@ impl Sim {
         let stats_before = self.schedule.stats();
         let results = {
             let engines = &self.engines;
+            let fs = &self.fs;
             let bodies: Vec<ActorBody<'_, ActResult>> = acts
                 .iter()
                 .map(|(process, act)| {
+                    if let Act::Stall(held) = act {
+                        let vfs = fs.process(*process);
+                        let held = *held;
+                        return Box::new(move || stall(&*vfs, held)) as ActorBody<'_, ActResult>;
+                    }
                     let engine = engines[*process].as_ref();
                     Box::new(move || match engine {
                         Some(engine) => perform(engine, act),
@@ -418,6 +491,11 @@ impl Sim {
                 .map(|node| (node.id, node))
                 .collect(),
         };
+        let long_stall = acts.iter().any(|(_, act)| match act {
+            Act::Stall(held) => *held > SIM_LOCK_TIMEOUT,
+            _ => false,
+        });
+        self.long_stalls += u64::from(long_stall);
         let mut undo = Vec::new();
         let mut failed = BTreeSet::new();
         for ((process, act), result) in acts.iter().zip(results) {
@@ -427,6 +505,25 @@ impl Sim {
                     format!("p{process} {}: panic: {panic}", act.describe()),
                 )
             })?;
+            if let Some(Error::Locked(message)) = result.error() {
+                if !long_stall {
+                    return Err(broken(
+                        Rule::Liveness,
+                        format!(
+                            "p{process} {} gave up on a lock nobody held past the timeout: \
+                             {message}",
+                            act.describe()
+                        ),
+                    ));
+                }
+                if !message.contains("writer lock") && !message.contains("checkpoint gate") {
+                    return Err(broken(
+                        Rule::Liveness,
+                        format!("p{process} Locked without naming the lock: {message}"),
+                    ));
+                }
+                self.lock_timeouts += 1;
+            }
             self.settle_one(*process, act, result, &expectation, &mut undo, &mut failed)?;
         }
         let captured = self.fs.take_captured();
@@ -593,6 +690,7 @@ impl Sim {
                 return Err(broken(Rule::Structure, format!("p{process} {detail}")));
             }
             (Act::Scan, ActResult::Loaded(Err(error))) => self.classify_error(&error)?,
+            (Act::Stall(_), ActResult::Stalled(_)) => {}
             (act, result) => {
                 return Err(broken(
                     Rule::Liveness,

@@ -432,6 +432,11 @@ impl Vfs for ProcessFs {
         Ok(())
     }
 
+    /// The simulated process (lock holders are named by it, the same in every replay).
+    fn process_id(&self) -> u32 {
+        u32::try_from(self.pid).unwrap_or(u32::MAX)
+    }
+
     /// Drawn from the disk's seeded generator, so a run replays (a new database's id).
     fn random_u64(&self) -> u64 {
         use rand_chacha::rand_core::RngCore;
