@@ -49,6 +49,7 @@ pub mod engine;
 pub mod error;
 pub mod failpoints;
 pub mod handle_page;
+pub mod lineage;
 pub mod memory;
 pub mod page;
 pub mod pager;

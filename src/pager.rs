@@ -9,6 +9,7 @@
 //! 56  8 generation      checkpoint counter
 //! 64  8 checkpoint_lsn  every change up to this LSN is in the page file
 //! 72  . alloc state     ALLOC_STATE_SIZE bytes, see below
+//! 136 . lineage         the databases it was restored from (see `lineage`; zeros: none)
 //! ```
 //!
 //! # Allocation state
@@ -46,6 +47,8 @@ const META_OFFSET_MAGIC: usize = PAGE_HEADER_SIZE;
 const META_OFFSET_GENERATION: usize = PAGE_HEADER_SIZE + 8;
 const META_OFFSET_CHECKPOINT_LSN: usize = PAGE_HEADER_SIZE + 16;
 const META_OFFSET_ALLOC: usize = PAGE_HEADER_SIZE + 24;
+const META_OFFSET_LINEAGE: usize = META_OFFSET_ALLOC + ALLOC_STATE_SIZE;
+const _: () = assert!(META_OFFSET_LINEAGE + crate::lineage::LINEAGE_BYTES_MAX <= PAGE_SIZE);
 
 /// How many pages exist, how many are free, and the serials handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +148,7 @@ impl AllocState {
 }
 
 /// The contents of a meta page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     /// Checkpoint counter; the newer meta page has the higher one.
     pub generation: u64,
@@ -153,6 +156,8 @@ pub struct Meta {
     pub checkpoint_lsn: Lsn,
     /// Allocation state at the checkpoint.
     pub alloc: AllocState,
+    /// The databases this one was restored from (see `lineage`).
+    pub lineage: crate::lineage::Lineage,
 }
 
 /// Builds the (sealed) meta page for `meta`, placed at page `generation % 2`.
@@ -165,6 +170,9 @@ pub fn encode_meta_page(meta: &Meta) -> Page {
     page.put_u64(META_OFFSET_CHECKPOINT_LSN, meta.checkpoint_lsn.0);
     page.bytes_mut()[META_OFFSET_ALLOC..META_OFFSET_ALLOC + ALLOC_STATE_SIZE]
         .copy_from_slice(&meta.alloc.encode());
+    let lineage = meta.lineage.encode();
+    page.bytes_mut()[META_OFFSET_LINEAGE..META_OFFSET_LINEAGE + lineage.len()]
+        .copy_from_slice(&lineage);
     page.seal();
     page
 }
@@ -209,10 +217,12 @@ pub fn decode_meta_page(page: &Page, id: PageId) -> Result<Option<Meta>, DecodeE
             checkpoint_lsn.0
         )));
     }
+    let lineage = crate::lineage::Lineage::decode(&page.bytes()[META_OFFSET_LINEAGE..])?;
     Ok(Some(Meta {
         generation,
         checkpoint_lsn,
         alloc,
+        lineage,
     }))
 }
 
@@ -419,6 +429,9 @@ mod tests {
                 record_hint: PageId(3),
                 handle_hint: PageId(4),
             },
+            lineage: crate::lineage::Lineage::default()
+                .restored_from(DatabaseId(5), 12)
+                .restored_from(DatabaseId(6), 30),
         }
     }
 

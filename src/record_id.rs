@@ -21,9 +21,10 @@
 //! - Lost commits (a power loss in `SyncMode::Normal`, a failed `fdatasync`): serials are
 //!   handed out from a range reserved durably before use, and every open starts after the
 //!   reserved range, so a serial a lost commit handed out is never handed out again.
-//! - A restore from a backup: the restored database starts a new *epoch* of serials (the
-//!   top bits, see [`SERIAL_EPOCH_BITS`]), beyond anything the database could have handed
-//!   out after the backup was taken.
+//! - A restore from a backup: the restored database gets a new identity and keeps the old
+//!   one in its lineage (`crate::lineage`): handles from before the backup stay valid, and
+//!   a handle issued after it, by the original or by any restore of it, names nothing in
+//!   any other line of history.
 
 use crate::page::{PAGE_ID_MAX, PageId};
 use std::fmt;
@@ -33,16 +34,11 @@ use std::str::FromStr;
 pub const HOME_SLOTS_PER_PAGE: u32 = 4092;
 /// Largest serial (48 bits).
 pub const SERIAL_MAX: u64 = (1 << 48) - 1;
-/// Serials of one epoch: a restore starts the next epoch (at most `2^(48 - 38)` = 1,024
-/// restores, `2^38` serials each).
-pub const SERIAL_EPOCH_BITS: u32 = 38;
-
 const SLOT_SHIFT: u32 = 48;
 const PAGE_SHIFT: u32 = 64;
 const DATABASE_SHIFT: u32 = 96;
 const _: () = assert!(HOME_SLOTS_PER_PAGE < 1 << (PAGE_SHIFT - SLOT_SHIFT));
 const _: () = assert!(PAGE_ID_MAX == (1u64 << (DATABASE_SHIFT - PAGE_SHIFT)) - 1);
-const _: () = assert!(SERIAL_EPOCH_BITS < SLOT_SHIFT);
 
 /// The identity of one database, chosen at random when it is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -56,17 +52,6 @@ impl Serial {
     /// True if the serial can name a record (1..=[`SERIAL_MAX`]).
     pub fn is_valid(self) -> bool {
         (1..=SERIAL_MAX).contains(&self.0)
-    }
-
-    /// The epoch the serial belongs to.
-    pub fn epoch(self) -> u64 {
-        self.0 >> SERIAL_EPOCH_BITS
-    }
-
-    /// The first serial of the epoch after this one's (`None` past the last epoch).
-    pub fn next_epoch(self) -> Option<Serial> {
-        let next = (self.epoch() + 1) << SERIAL_EPOCH_BITS;
-        (next <= SERIAL_MAX).then_some(Serial(next))
     }
 }
 
@@ -246,14 +231,5 @@ mod tests {
         ] {
             assert!(text.parse::<RecordId>().is_err(), "{text}");
         }
-    }
-
-    #[test]
-    fn a_restore_epoch_starts_above_every_serial_of_the_last() {
-        let serial = Serial((3 << SERIAL_EPOCH_BITS) + 12_345);
-        let next = serial.next_epoch().expect("room");
-        assert_eq!(next.epoch(), 4);
-        assert!(next > serial);
-        assert_eq!(Serial(SERIAL_MAX).next_epoch(), None);
     }
 }

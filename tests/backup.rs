@@ -427,12 +427,12 @@ fn disarm(fs: &SimFs, power: bool) -> bool {
 }
 
 /// Found by a new user: store X after taking a backup, restore the backup, store Y: Y got
-/// X's handle, and X's handle (kept by the application) returned Y. A restore now starts
-/// a new epoch of serials, above anything the database could have handed out after the
-/// backup, so handles taken before the backup keep naming their records and handles taken
-/// after it stay `NotFound`. (Without the new epoch the open would only skip the serials
-/// the backup had reserved: the source used those and more, and slots freed the same way
-/// in both give the same home slot and serial to different records, as built here.)
+/// X's handle, and X's handle (kept by the application) returned Y. A restore now makes a
+/// new line of history (a new identity, the old one in its lineage), so handles taken
+/// before the backup keep naming their records and handles taken after it stay `NotFound`.
+/// (Without it the open would only skip the serials the backup had reserved: the source
+/// used those and more, and slots freed the same way in both give the same home slot and
+/// serial to different records, as built here.)
 #[test]
 fn a_handle_taken_after_a_backup_never_names_a_record_stored_after_the_restore() {
     let vfs = Arc::new(MemFs::new());
@@ -483,6 +483,88 @@ fn a_handle_taken_after_a_backup_never_names_a_record_stored_after_the_restore()
         ),
         "a handle taken after the backup loads a record stored after the restore"
     );
-    assert!(new.iter().all(|id| id.database() == before.database()));
+    assert!(new.iter().all(|id| id.database() != before.database()));
     assert!(restored.check_integrity().expect("check").is_clean());
+}
+
+/// Found by the simulator once it restored backups in the middle of runs: restoring one
+/// backup twice gave both restores the same serial *epoch* (the fix before this one), so a
+/// handle of a record stored after the first restore named a record stored after the
+/// second. Two restores of one backup, and the database it came from going on, are three
+/// lines of history: handles from before the backup are valid in all three (and a scan
+/// gives them back unchanged), and a handle issued in one line is `NotFound` in the others.
+#[test]
+fn every_restore_of_one_backup_is_its_own_line_and_handles_never_cross() {
+    let vfs = Arc::new(MemFs::new());
+    let open =
+        |dir: &str| StorageEngine::open_with(Path::new(dir), options(vfs.clone())).expect("open");
+    let original = open("/src");
+    let before = original.store_memory(&node("before", 300)).expect("store");
+    backup::backup(&original, Path::new("/snap.mbak")).expect("backup");
+    let lines = [
+        ("/src", original),
+        ("/one", open_restored(&vfs, "/one")),
+        ("/two", open_restored(&vfs, "/two")),
+    ];
+    // The same pattern in each line: the same slots and serials come next in all three.
+    let mut issued = Vec::new();
+    for (dir, engine) in &lines {
+        let mut ids = Vec::new();
+        for index in 0..40 {
+            let id = engine
+                .store_memory(&node(&format!("{dir} {index}"), 30))
+                .expect("store");
+            ids.push(id);
+        }
+        issued.push(ids);
+    }
+    for (line, (dir, engine)) in lines.iter().enumerate() {
+        assert_eq!(
+            engine
+                .load_memory(before)
+                .expect("from before the backup")
+                .content,
+            node("before", 300).content,
+            "{dir}"
+        );
+        let scanned: Vec<_> = engine
+            .scan_memories()
+            .map(|item| item.expect("scan").0)
+            .collect();
+        assert!(
+            scanned.contains(&before),
+            "{dir}: the scan renamed an old record"
+        );
+        for (other, ids) in issued.iter().enumerate() {
+            for id in ids {
+                let loaded = engine.load_memory(*id);
+                if other == line {
+                    assert!(loaded.is_ok(), "{dir}: its own {id}");
+                } else {
+                    assert!(
+                        matches!(loaded, Err(Error::NotFound)),
+                        "{dir}: {id} of another line gave {loaded:?}"
+                    );
+                }
+            }
+        }
+        assert!(engine.check_integrity().expect("check").is_clean());
+    }
+    // A restore of a restored database keeps the whole line: the original's old handle
+    // and the first restore's handles still name their records.
+    backup::backup(&lines[1].1, Path::new("/one.mbak")).expect("backup of a restore");
+    backup::restore(&*vfs, Path::new("/one.mbak"), Path::new("/grandchild")).expect("restore");
+    let grandchild = open("/grandchild");
+    assert!(grandchild.load_memory(before).is_ok());
+    for id in &issued[1] {
+        assert!(grandchild.load_memory(*id).is_ok(), "{id} of its parent");
+    }
+    for id in issued[0].iter().chain(&issued[2]) {
+        assert!(matches!(grandchild.load_memory(*id), Err(Error::NotFound)));
+    }
+}
+
+fn open_restored(vfs: &Arc<MemFs>, dir: &str) -> StorageEngine {
+    backup::restore(&**vfs, Path::new("/snap.mbak"), Path::new(dir)).expect("restore");
+    StorageEngine::open_with(Path::new(dir), options(vfs.clone())).expect("open restored")
 }

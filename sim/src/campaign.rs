@@ -77,6 +77,9 @@ pub struct Summary {
     /// Groups with the writer lock held past the timeout, and operations that timed out.
     pub long_stalls: u64,
     pub lock_timeouts: u64,
+    /// Backups restored over the database mid-run, and loads across two databases.
+    pub restores: u64,
+    pub foreign_loads: u64,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -142,6 +145,8 @@ impl Campaign {
                     switches: 0,
                     long_stalls: 0,
                     lock_timeouts: 0,
+                    restores: 0,
+                    foreign_loads: 0,
                 }
             }
         }
@@ -291,6 +296,8 @@ impl Summary {
         self.switches += report.switches;
         self.long_stalls += report.long_stalls;
         self.lock_timeouts += report.lock_timeouts;
+        self.restores += report.restores;
+        self.foreign_loads += report.foreign_loads;
         for (kind, count) in &report.faults {
             *self.faults.entry(*kind).or_insert(0) += count;
             *self.runs_with_fault.entry(*kind).or_insert(0) += 1;
@@ -336,6 +343,11 @@ impl Summary {
             text,
             "lock held too long   {:>10}  ({} operations gave up with Error::Locked)",
             self.long_stalls, self.lock_timeouts
+        );
+        let _ = writeln!(
+            text,
+            "restores mid-run     {:>10}  (old handles checked; {} loads across databases)",
+            self.restores, self.foreign_loads
         );
         let _ = writeln!(text, "oracle checks        {:>10}", self.checks);
         let _ = writeln!(text, "crash images checked {:>10}", self.images);

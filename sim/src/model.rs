@@ -104,6 +104,24 @@ impl Model {
         self.pending.push(change);
     }
 
+    /// The database was restored from a backup taken when the model was `backup`: its
+    /// contents are the backup's again, and every handle known now that the backup did not
+    /// hold live is deleted for ever (a record stored after the backup is gone, and its
+    /// handle must never name another record).
+    pub fn restored(&mut self, backup: &Model) {
+        let mut deleted = backup.deleted.clone();
+        deleted.extend(
+            self.live
+                .keys()
+                .chain(self.deleted.iter())
+                .filter(|id| !backup.live.contains_key(id))
+                .copied(),
+        );
+        self.live = backup.live.clone();
+        self.deleted = deleted;
+        self.pending.clear();
+    }
+
     /// Records an acknowledged delete.
     pub fn deleted_ack(&mut self, id: RecordId) {
         self.live.remove(&id);

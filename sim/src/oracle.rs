@@ -42,6 +42,9 @@ pub enum Rule {
     Space,
     /// The engine panicked.
     NoPanic,
+    /// A handle named a record it was not given for: one of another database, or one
+    /// stored after the backup a database was restored from.
+    Identity,
 }
 
 /// A broken rule, with what was seen.

@@ -17,6 +17,7 @@ use std::path::Path;
 
 mod concurrent;
 mod crashes;
+mod lifecycle;
 mod ops;
 mod space;
 
@@ -127,6 +128,9 @@ pub struct RunReport {
     /// operations that gave up on it with `Error::Locked` (see `runner::concurrent`).
     pub long_stalls: u64,
     pub lock_timeouts: u64,
+    /// Restores of a backup over the database, and loads across two databases.
+    pub restores: u64,
+    pub foreign_loads: u64,
 }
 
 /// Why a run stopped early.
@@ -176,6 +180,12 @@ struct Sim {
     stalls: bool,
     long_stalls: u64,
     lock_timeouts: u64,
+    /// The model when the last backup was taken (see `runner::lifecycle`).
+    backup: Option<Model>,
+    /// Handles stored in another database, and the checks made across databases.
+    foreign: Vec<(RecordId, MemoryNode)>,
+    restores: u64,
+    foreign_loads: u64,
 }
 
 /// Runs one seed.
@@ -214,6 +224,10 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         stalls: seed % 4 == 1,
         long_stalls: 0,
         lock_timeouts: 0,
+        backup: None,
+        foreign: Vec::new(),
+        restores: 0,
+        foreign_loads: 0,
         pool_pages: 4 + below(&mut *rng, 60) as usize,
         checkpoint_bytes: (64 * 1024) << below(&mut *rng, 6),
         rng,
@@ -276,6 +290,8 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         switches: schedule.switches,
         long_stalls: sim.long_stalls,
         lock_timeouts: sim.lock_timeouts,
+        restores: sim.restores,
+        foreign_loads: sim.foreign_loads,
         seed,
         processes,
         ops: step,

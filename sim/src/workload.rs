@@ -153,6 +153,13 @@ pub enum Op {
     ProcessCrash { process: usize },
     /// Cut the power: every process dies, unsynced writes are lost or torn.
     PowerLoss,
+    /// Take an online backup (kept for a later [`Op::Restore`]).
+    Backup { process: usize },
+    /// Close every process, restore the last backup over the database and reopen: the
+    /// handles of records stored after the backup must stay `NotFound` for ever.
+    Restore,
+    /// Load a handle of another database here, and one of ours there: `NotFound` both.
+    ForeignLoad { process: usize, pick: u64 },
 }
 
 impl Op {
@@ -189,6 +196,11 @@ impl Op {
             Op::Reopen { process } => format!("p{process} close + reopen"),
             Op::ProcessCrash { process } => format!("p{process} SIGKILL + restart"),
             Op::PowerLoss => "power loss".to_string(),
+            Op::Backup { process } => format!("p{process} backup"),
+            Op::Restore => "restore the last backup".to_string(),
+            Op::ForeignLoad { process, pick } => {
+                format!("p{process} load #{pick} of another database (and ours there)")
+            }
         }
     }
 }
@@ -251,7 +263,13 @@ pub fn next_op<R: RngCore + ?Sized>(rng: &mut R, processes: usize, churn: bool) 
         }
         592..=599 => Op::Compact { process },
         600..=844 => Op::Load { process, pick },
+        // One in eight stale loads, and one in ten checkpoints (by the pick already drawn,
+        // so every other draw of a seed stays as it was): handles across databases and
+        // restores.
+        845..=899 if pick.is_multiple_of(8) => Op::ForeignLoad { process, pick },
         845..=899 => Op::StaleLoad { process, pick },
+        910..=969 if pick.is_multiple_of(20) => Op::Backup { process },
+        910..=969 if pick % 20 == 1 => Op::Restore,
         900..=909 => Op::Scan { process },
         910..=969 => Op::Checkpoint { process },
         970..=977 => Op::Reopen { process },

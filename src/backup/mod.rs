@@ -241,25 +241,30 @@ fn write_restored(
         progress(id.0 + 1, page_count);
     }
     let manifest = reader.finish()?;
-    start_new_serial_epoch(&*file)?;
+    start_new_lineage(vfs, &*file)?;
     file.sync_data().map_err(io("fdatasync"))?;
     Ok(manifest)
 }
 
-/// Moves the restored database to the next epoch of serials (see `crate::record_id`): the
-/// database the backup was taken from may have handed out serials after the backup, and a
-/// restored database handing them out again would give old handles to new records (a
-/// handle taken after the backup named the new record after the restore: found by a new
-/// user). Writes a newer meta page with the serials advanced; the manifest was checked on
+/// Makes the restored database a new line of history (see `crate::lineage`): a new random
+/// identity, the old one appended to its lineage with the first serial it did not take
+/// over. The database the backup was taken from may have handed out serials after the
+/// backup, and so may every other restore of the same backup; a restored database handing
+/// them out again under the same identity would give old handles to new records (a handle
+/// taken after the backup named the new record after the restore: found by a new user; and
+/// restoring one backup twice did the same with the serial *epoch* per restore that came
+/// first: found by the simulator). Writes a newer meta page; the manifest was checked on
 /// the bytes as restored before.
-fn start_new_serial_epoch(file: &dyn VfsFile) -> Result<()> {
-    let mut newest = None;
+fn start_new_lineage(vfs: &dyn Vfs, file: &dyn VfsFile) -> Result<()> {
+    let mut newest: Option<crate::pager::Meta> = None;
     for id in [PageId(0), PageId(1)] {
         let mut page = Page::zeroed();
         file.read_exact_at(page.bytes_mut(), id.offset())
             .map_err(|source| Error::io("read", RESTORING_FILE_NAME, source))?;
         if let Ok(Some(meta)) = decode_meta_page(&page, id)
-            && newest.is_none_or(|best: crate::pager::Meta| meta.generation > best.generation)
+            && newest
+                .as_ref()
+                .is_none_or(|best| meta.generation > best.generation)
         {
             newest = Some(meta);
         }
@@ -271,14 +276,21 @@ fn start_new_serial_epoch(file: &dyn VfsFile) -> Result<()> {
             "the restored file has no valid meta page",
         ));
     };
-    let reserved = crate::record_id::Serial(meta.alloc.serial_limit.max(meta.alloc.serial_next));
-    let next = reserved.next_epoch().ok_or(Error::TooLarge {
-        what: "serial epochs (restores) of this database",
-        size: reserved.epoch() + 1,
-        limit: crate::record_id::SERIAL_MAX >> crate::record_id::SERIAL_EPOCH_BITS,
-    })?;
-    meta.alloc.serial_next = next.0;
-    meta.alloc.serial_limit = next.0;
+    let taken_over = meta.alloc.serial_limit.max(meta.alloc.serial_next);
+    let parent = meta.alloc.database_id;
+    meta.lineage = meta.lineage.restored_from(parent, taken_over);
+    // A random identity none of the line has had (at most 65 are taken, so the walk from
+    // a repeated draw ends within 66 steps).
+    let mut candidate = crate::engine::new_database_id(vfs);
+    for _ in 0..=crate::lineage::LINEAGE_MAX + 1 {
+        if !meta.lineage.contains(parent, candidate) {
+            break;
+        }
+        candidate = crate::record_id::DatabaseId(candidate.0.wrapping_add(1).max(1));
+    }
+    meta.alloc.database_id = candidate;
+    meta.alloc.serial_next = taken_over;
+    meta.alloc.serial_limit = taken_over;
     meta.generation += 1;
     let mut page = crate::pager::encode_meta_page(&meta);
     page.seal();

@@ -99,6 +99,7 @@ impl Inner {
             generation: view.meta.generation + 1,
             checkpoint_lsn: view.last_lsn(),
             alloc: view.alloc,
+            lineage: view.meta.lineage.clone(),
         };
         // From the meta page to the WAL reset, a writer that finds the lock free finishes
         // this checkpoint (this process died in between).
@@ -109,7 +110,7 @@ impl Inner {
         failpoints::check("checkpoint.meta_synced").map_err(page_io)?;
         let header = self
             .wal
-            .reset(next_salt(view.cursor.salt, meta), meta.checkpoint_lsn)
+            .reset(next_salt(view.cursor.salt, &meta), meta.checkpoint_lsn)
             .map_err(|error| self.wal_sync_failed(error))?;
         *view = View::checkpointed(meta, Some(header));
         for id in ids {

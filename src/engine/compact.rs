@@ -134,7 +134,10 @@ impl Inner {
         let _lock = super::WalLock::take(self, super::locks::Purpose::Compact)?;
         self.check_writer_marks()?;
         self.refresh()?;
-        let alloc = self.read_view().alloc;
+        let (alloc, lineage) = {
+            let view = self.read_view();
+            (view.alloc, view.meta.lineage.clone())
+        };
         let mut last_pinned = FIRST_DATA_PAGE.0;
         let mut record_pages = Vec::new();
         for raw in FIRST_DATA_PAGE.0..alloc.page_count {
@@ -170,7 +173,7 @@ impl Inner {
                     continue;
                 }
                 let Some(record) = RecordId::new(
-                    alloc.database_id,
+                    lineage.issuer(alloc.database_id, slot.owner.serial),
                     slot.owner.home_page,
                     slot.owner.home_slot,
                     slot.owner.serial,

@@ -373,8 +373,11 @@ impl Inner {
         operation: impl FnOnce(&mut Txn<'_>) -> Result<T>,
     ) -> Result<(T, Commit)> {
         self.ensure_wal_ready()?;
-        let alloc = self.read_view().alloc;
-        let mut txn = Txn::new(self, alloc, &mut writer.space);
+        let (alloc, lineage) = {
+            let view = self.read_view();
+            (view.alloc, view.meta.lineage.clone())
+        };
+        let mut txn = Txn::new(self, alloc, lineage, &mut writer.space);
         let outcome = operation(&mut txn).and_then(|value| {
             let must_sync = txn.needs_sync;
             txn.commit().map(|lsn| (value, Commit { lsn, must_sync }))
@@ -400,12 +403,12 @@ impl Inner {
         self.pages
             .sync()
             .map_err(|error| self.poison(error.to_string()))?;
-        let salt = next_salt(view.cursor.salt, view.meta);
+        let salt = next_salt(view.cursor.salt, &view.meta);
         let header = self
             .wal
             .reset(salt, view.meta.checkpoint_lsn)
             .map_err(|error| self.wal_sync_failed(error))?;
-        *view = View::checkpointed(view.meta, Some(header));
+        *view = View::checkpointed(view.meta.clone(), Some(header));
         Ok(())
     }
 
@@ -446,7 +449,7 @@ impl Inner {
 
 /// The salt of the next life of the WAL: derived (deterministically, so simulations
 /// replay) from the previous one and the checkpoint, and never equal to the previous.
-fn next_salt(previous: u32, meta: Meta) -> u32 {
+fn next_salt(previous: u32, meta: &Meta) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&previous.to_le_bytes());
     hasher.update(&meta.generation.to_le_bytes());
@@ -877,11 +880,12 @@ fn initial_meta(database_id: DatabaseId) -> Meta {
         generation: 1,
         checkpoint_lsn: Lsn(0),
         alloc: AllocState::empty(database_id),
+        lineage: crate::lineage::Lineage::default(),
     }
 }
 
 /// A fresh database identity (never 0).
-fn new_database_id(vfs: &dyn crate::vfs::Vfs) -> DatabaseId {
+pub(crate) fn new_database_id(vfs: &dyn crate::vfs::Vfs) -> DatabaseId {
     let random = vfs.random_u64();
     let id = (random ^ (random >> 32)) as u32;
     DatabaseId(id.max(1))

@@ -201,7 +201,7 @@ impl Txn<'_> {
 
     /// The live home slot a handle names.
     fn home_slot(&self, id: RecordId) -> Result<HomeSlot> {
-        if id.database() != self.alloc.database_id
+        if !self.lineage.names(self.alloc.database_id, id)
             || !is_content_page(id.page_id(), self.alloc.page_count)
         {
             return Err(Error::NotFound);
@@ -310,7 +310,7 @@ impl Txn<'_> {
         };
         for (index, owner) in owners {
             let id = RecordId::new(
-                self.alloc.database_id,
+                self.lineage.issuer(self.alloc.database_id, owner.serial),
                 owner.home_page,
                 owner.home_slot,
                 owner.serial,
@@ -526,8 +526,12 @@ impl Inner {
         cache: bool,
         decode: &dyn Fn(&[u8]) -> Result<T>,
     ) -> Result<T> {
-        let alloc = self.read_view().alloc;
-        if id.database() != alloc.database_id || !is_content_page(id.page_id(), alloc.page_count) {
+        let (alloc, named) = {
+            let view = self.read_view();
+            let named = view.meta.lineage.names(view.alloc.database_id, id);
+            (view.alloc, named)
+        };
+        if !named || !is_content_page(id.page_id(), alloc.page_count) {
             return Err(Error::NotFound);
         }
         let home_page = self.read_page(id.page_id(), cache)?;

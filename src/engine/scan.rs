@@ -81,7 +81,10 @@ impl<'a> ScanIter<'a> {
     /// The next live record named by the current handle page, if any.
     fn next_in_page(&mut self) -> Option<Result<(RecordId, MemoryNode)>> {
         let inner = self.inner;
-        let database = inner.read_view().alloc.database_id;
+        let (database, lineage) = {
+            let view = inner.read_view();
+            (view.alloc.database_id, view.meta.lineage.clone())
+        };
         let (page, slot_index) = self.current.as_mut()?;
         let page_id = page.id();
         while *slot_index < HOME_SLOTS_PER_PAGE {
@@ -92,7 +95,8 @@ impl<'a> ScanIter<'a> {
                 Ok(None) => continue,
                 Err(error) => return Some(Err(error.at(PAGE_FILE_NAME, page_id.offset()))),
             };
-            let Some(id) = RecordId::new(database, page_id, index, home.serial) else {
+            let issuer = lineage.issuer(database, home.serial);
+            let Some(id) = RecordId::new(issuer, page_id, index, home.serial) else {
                 continue;
             };
             let decode = |bytes: &[u8]| {

@@ -104,6 +104,7 @@ impl Snapshot<'_> {
             generation: self.view.meta.generation + 1,
             checkpoint_lsn: self.view.last_lsn(),
             alloc: self.view.alloc,
+            lineage: self.view.meta.lineage.clone(),
         }
     }
 

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::handle_page;
 use crate::page::{Lsn, PAGE_ID_MAX, PAGE_SIZE, Page, PageId, PageType};
 use crate::pager::{FIRST_DATA_PAGE, PAGE_FILE_NAME};
-use crate::record_id::{SERIAL_EPOCH_BITS, SERIAL_MAX, Serial};
+use crate::record_id::{SERIAL_MAX, Serial};
 use crate::slotted;
 use crate::space_map::{self, Entry, FREE, HANDLES_WITH_ROOM, IN_USE, MAP_SPAN};
 use std::collections::BTreeSet;
@@ -451,16 +451,15 @@ impl Txn<'_> {
     /// the reservation is used up.
     pub fn next_serial(&mut self) -> Result<Serial> {
         let serial = self.alloc.serial_next;
-        let epoch_end = ((serial >> SERIAL_EPOCH_BITS) + 1) << SERIAL_EPOCH_BITS;
-        if serial > SERIAL_MAX || serial >= epoch_end {
+        if serial > SERIAL_MAX {
             return Err(Error::TooLarge {
-                what: "serial of this database epoch (records stored since its creation or last restore)",
+                what: "serial of this database (records stored in its life)",
                 size: serial,
-                limit: epoch_end.min(SERIAL_MAX + 1),
+                limit: SERIAL_MAX + 1,
             });
         }
         if serial >= self.alloc.serial_limit {
-            self.alloc.serial_limit = (serial + SERIAL_RESERVE).min(epoch_end);
+            self.alloc.serial_limit = (serial + SERIAL_RESERVE).min(SERIAL_MAX + 1);
             self.needs_sync = true;
         }
         self.alloc.serial_next = serial + 1;

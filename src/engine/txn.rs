@@ -55,6 +55,8 @@ impl Deref for TxRead<'_> {
 pub(crate) struct Txn<'a> {
     pub inner: &'a Inner,
     pub alloc: AllocState,
+    /// The databases this one was restored from: which identity a serial's handle carries.
+    pub lineage: crate::lineage::Lineage,
     pages: BTreeMap<PageId, TxPage>,
     /// The writer's index of the space map (see `space`).
     pub space: &'a mut SpaceCache,
@@ -64,10 +66,16 @@ pub(crate) struct Txn<'a> {
 }
 
 impl<'a> Txn<'a> {
-    pub fn new(inner: &'a Inner, alloc: AllocState, space: &'a mut SpaceCache) -> Txn<'a> {
+    pub fn new(
+        inner: &'a Inner,
+        alloc: AllocState,
+        lineage: crate::lineage::Lineage,
+        space: &'a mut SpaceCache,
+    ) -> Txn<'a> {
         Txn {
             inner,
             alloc,
+            lineage,
             pages: BTreeMap::new(),
             space,
             needs_sync: false,

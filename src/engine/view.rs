@@ -106,8 +106,8 @@ impl View {
         View {
             cursor,
             wal_ready: header.is_some_and(|header| header.base_lsn == meta.checkpoint_lsn),
-            meta,
             alloc: meta.alloc,
+            meta,
             index: HashMap::default(),
         }
     }
@@ -701,7 +701,7 @@ impl Inner {
         let Some(header) = header else {
             return Ok(View::checkpointed(meta, None));
         };
-        let mut view = View::checkpointed(meta, Some(header));
+        let mut view = View::checkpointed(meta.clone(), Some(header));
         let scan = self
             .wal
             .scan_after(&view.cursor, AfterZeros::Probe)

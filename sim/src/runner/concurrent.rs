@@ -340,8 +340,10 @@ impl Sim {
                 Op::Scan { process } => acts.push((process, Act::Scan)),
                 Op::Checkpoint { process }
                 | Op::Reopen { process }
+                | Op::Backup { process }
+                | Op::ForeignLoad { process, .. }
                 | Op::ProcessCrash { process } => acts.push((process, Act::Checkpoint)),
-                Op::PowerLoss => acts.push((0, Act::Checkpoint)),
+                Op::PowerLoss | Op::Restore => acts.push((0, Act::Checkpoint)),
             }
         }
         for (process, pick, stale) in loads {

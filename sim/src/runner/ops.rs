@@ -228,6 +228,18 @@ impl Sim {
                 self.power_loss()?;
                 Ok(Vec::new())
             }
+            Op::Backup { process } => {
+                self.backup(process)?;
+                Ok(Vec::new())
+            }
+            Op::Restore => {
+                self.restore()?;
+                Ok(Vec::new())
+            }
+            Op::ForeignLoad { process, pick } => {
+                self.foreign_load(process, pick)?;
+                Ok(Vec::new())
+            }
         }
     }
 

@@ -82,6 +82,9 @@ pub struct Disk {
     pub faults_active: bool,
     /// Set while a checker reads the disk: no fault fires, nothing else changes.
     pub faults_paused: bool,
+    /// Directories whose files are never damaged at rest (bit flips): files the oracle
+    /// does not judge (a second database, kept to check handles across databases).
+    pub spared: BTreeSet<PathBuf>,
     pub names: BTreeMap<PathBuf, u64>,
     pub durable_names: BTreeMap<PathBuf, u64>,
     pub directories: BTreeSet<PathBuf>,
@@ -162,6 +165,7 @@ impl Disk {
             config,
             faults_active: true,
             faults_paused: false,
+            spared: BTreeSet::new(),
             names: BTreeMap::new(),
             durable_names: BTreeMap::new(),
             directories,
@@ -525,6 +529,9 @@ impl Disk {
             .names
             .iter()
             .filter_map(|(path, inode)| {
+                if self.spared.iter().any(|dir| path.starts_with(dir)) {
+                    return None;
+                }
                 let name = path.file_name()?.to_string_lossy().into_owned();
                 let stored = self.inodes.get(inode)?;
                 let range = match name.as_str() {

@@ -152,6 +152,11 @@ impl SimFs {
         disk.record(FaultKind::ProcessCrash, "", 0);
     }
 
+    /// Never damages files under `dir` at rest (see `Disk::spared`).
+    pub fn spare_from_damage(&self, dir: &Path) {
+        self.disk().spared.insert(normalize(dir));
+    }
+
     /// Lets `pid` run again after a kill or power loss (its old handles stay dead).
     pub fn restart_process(&self, pid: Pid) {
         self.disk().restart(pid);
