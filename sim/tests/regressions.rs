@@ -228,3 +228,26 @@ fn the_seeds_that_found_a_store_committed_twice_pass() {
         );
     }
 }
+
+/// Restoring one backup twice gave both restores the same serial epoch, so a handle of a
+/// record stored after the first restore named a record stored after the second ("the
+/// engine reissued deleted handle RecordId(page 3, slot 1, serial 274877906944)"). The
+/// simulator had never restored a backup; once it did (`runner::lifecycle`), 14 of the 200
+/// seeds of `--seeds 0..200 --ops 500 --faults swarm` found it, seed 15 first. The scenario
+/// is `tests/backup.rs`, `every_restore_of_one_backup_is_its_own_line_and_handles_never_cross`.
+#[test]
+fn the_seeds_that_found_two_restores_sharing_handles_pass() {
+    let config = RunConfig {
+        ops: 500,
+        ..RunConfig::default()
+    };
+    for seed in [15, 27, 53] {
+        let report = run(seed, &config);
+        assert!(
+            !matches!(report.outcome, Outcome::Failed(_)),
+            "seed {seed}: {:?}",
+            report.outcome
+        );
+        assert!(report.restores > 0, "seed {seed} no longer restores a backup");
+    }
+}
