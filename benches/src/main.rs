@@ -9,7 +9,7 @@ mod engines;
 mod measure;
 mod workload;
 
-use engines::{BenchResult, Engine};
+use engines::{BenchResult, Engine, Handle};
 use measure::{Figures, Plan};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -105,12 +105,17 @@ fn child_memory(args: &[String]) -> BenchResult<()> {
     let handles = std::fs::read_to_string(handles)?
         .lines()
         .map(str::parse)
-        .collect::<Result<Vec<u64>, _>>()?;
+        .collect::<Result<Vec<Handle>, _>>()?;
     measure::child_memory(&*engine, Path::new(dir), plan(scale.parse()?), &handles)
 }
 
 /// Runs the memory phase of an engine in a child; its peak resident memory growth in MiB.
-fn memory_phase(engine: &dyn Engine, dir: &Path, scale: u64, handles: &[u64]) -> BenchResult<f64> {
+fn memory_phase(
+    engine: &dyn Engine,
+    dir: &Path,
+    scale: u64,
+    handles: &[Handle],
+) -> BenchResult<f64> {
     let list = dir.with_extension("handles");
     let text: String = handles.iter().map(|handle| format!("{handle}\n")).collect();
     std::fs::write(&list, text)?;
@@ -165,7 +170,7 @@ fn run_engine(engine: &dyn Engine, root: &Path, scale: u64) -> BenchResult<Figur
     let [a, p50, p99] = numbers[..] else {
         return Err("phase A printed a bad line".into());
     };
-    let handles = lines.map(str::parse).collect::<Result<Vec<u64>, _>>()?;
+    let handles = lines.map(str::parse).collect::<Result<Vec<Handle>, _>>()?;
     let figures = Figures {
         a_puts_per_s: a,
         a_p50_us: p50,

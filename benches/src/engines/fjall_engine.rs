@@ -37,7 +37,7 @@ impl Store for FjallStore {
         self.keyspace
             .insert(&item.key[..], encoded_record(&item.node)?)?;
         self.database.persist(PersistMode::SyncData)?;
-        Ok(index)
+        Ok(u128::from(index))
     }
 
     fn put_batch(&self, first_index: u64, items: &[Item]) -> BenchResult<Vec<Handle>> {
@@ -47,7 +47,9 @@ impl Store for FjallStore {
         }
         batch.commit()?;
         self.database.persist(PersistMode::SyncData)?;
-        Ok((first_index..first_index + items.len() as u64).collect())
+        Ok((first_index..first_index + items.len() as u64)
+            .map(u128::from)
+            .collect())
     }
 
     fn get(&self, _handle: Handle, key: &[u8; 16]) -> BenchResult<String> {

@@ -32,7 +32,7 @@ impl Store for OursStore {
             .0
             .store_memory_batch(&nodes)?
             .into_iter()
-            .map(RecordId::to_u64)
+            .map(RecordId::to_u128)
             .collect())
     }
 

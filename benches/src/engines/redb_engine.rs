@@ -42,7 +42,7 @@ impl Store for RedbStore {
             .open_table(TABLE)?
             .insert(&item.key[..], &bytes[..])?;
         transaction.commit()?;
-        Ok(index)
+        Ok(u128::from(index))
     }
 
     fn put_batch(&self, first_index: u64, items: &[Item]) -> BenchResult<Vec<Handle>> {
@@ -54,7 +54,9 @@ impl Store for RedbStore {
             }
         }
         transaction.commit()?;
-        Ok((first_index..first_index + items.len() as u64).collect())
+        Ok((first_index..first_index + items.len() as u64)
+            .map(u128::from)
+            .collect())
     }
 
     fn get(&self, _handle: Handle, key: &[u8; 16]) -> BenchResult<String> {

@@ -47,7 +47,7 @@ impl Store for SqliteStore {
         connection
             .prepare_cached("INSERT INTO memories (id, node) VALUES (?1, ?2)")?
             .execute(params![&item.key[..], bytes])?;
-        Ok(connection.last_insert_rowid() as u64)
+        rowid_handle(connection.last_insert_rowid())
     }
 
     fn put_batch(&self, _first_index: u64, items: &[Item]) -> BenchResult<Vec<Handle>> {
@@ -59,7 +59,7 @@ impl Store for SqliteStore {
                 transaction.prepare_cached("INSERT INTO memories (id, node) VALUES (?1, ?2)")?;
             for item in items {
                 insert.execute(params![&item.key[..], encoded_record(&item.node)?])?;
-                handles.push(transaction.last_insert_rowid() as u64);
+                handles.push(rowid_handle(transaction.last_insert_rowid())?);
             }
         }
         transaction.commit()?;
@@ -70,7 +70,7 @@ impl Store for SqliteStore {
         let connection = self.connection();
         let bytes: Vec<u8> = connection
             .prepare_cached("SELECT node FROM memories WHERE rowid = ?1")?
-            .query_row(params![handle as i64], |row| row.get(0))?;
+            .query_row(params![handle_rowid(handle)?], |row| row.get(0))?;
         Ok(decode_record(&bytes).map_err(|error| error.0)?.content)
     }
 
@@ -101,4 +101,14 @@ impl Store for SqliteStore {
         connection.close().map_err(|(_, error)| error)?;
         Ok(())
     }
+}
+
+/// A rowid as a handle (rowids of this table are positive).
+fn rowid_handle(rowid: i64) -> BenchResult<Handle> {
+    Ok(u128::from(u64::try_from(rowid)?))
+}
+
+/// A handle back as the rowid it was made from.
+fn handle_rowid(handle: Handle) -> BenchResult<i64> {
+    Ok(i64::try_from(handle)?)
 }

@@ -52,7 +52,7 @@ struct V045Store(StorageEngine);
 
 impl Store for V045Store {
     fn put(&self, _index: u64, item: &Item) -> BenchResult<Handle> {
-        Ok(self.0.store_memory(&old_node(item))?.0)
+        Ok(u128::from(self.0.store_memory(&old_node(item))?.0))
     }
 
     fn put_batch(&self, _first_index: u64, items: &[Item]) -> BenchResult<Vec<Handle>> {
@@ -61,12 +61,12 @@ impl Store for V045Store {
             .0
             .store_memory_batch(&nodes)?
             .into_iter()
-            .map(|id| id.0)
+            .map(|id| u128::from(id.0))
             .collect())
     }
 
     fn get(&self, handle: Handle, _key: &[u8; 16]) -> BenchResult<String> {
-        Ok(self.0.load_memory(PageId(handle))?.content)
+        Ok(self.0.load_memory(PageId(u64::try_from(handle)?))?.content)
     }
 
     fn scan(&self) -> BenchResult<u64> {
