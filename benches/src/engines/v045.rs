@@ -1,8 +1,9 @@
 //! The published mentedb-storage 0.45.0 (the engine this project grew from), with its own
 //! node type from mentedb-core 0.45: `store_memory` (one WAL fsync each),
-//! `store_memory_batch`, `load_memory`, `scan_all_memories` + loads, `checkpoint`.
+//! `store_memory_batch`, `load_memory`, `scan_all_memories` + loads, `checkpoint`,
+//! `delete_memory` (one WAL fsync each; it has no batch delete).
 
-use super::{BenchResult, CACHE_BYTES, Engine, Handle, Store};
+use super::{BenchResult, CACHE_BYTES, Engine, Handle, Store, Target};
 use crate::workload::Item;
 use mentedb_core045::MemoryNode as OldNode;
 use mentedb_core045::config::StorageConfig;
@@ -29,6 +30,14 @@ impl Engine for V045 {
 
     fn notes(&self) -> &'static str {
         "0.45: a full scan is `scan_all_memories()` (locators) plus a load of each."
+    }
+
+    fn batch_delete(&self) -> bool {
+        false
+    }
+
+    fn reclaim_notes(&self) -> &'static str {
+        "0.45: `checkpoint()`"
     }
 }
 
@@ -79,6 +88,20 @@ impl Store for V045Store {
     }
 
     fn checkpoint(&self) -> BenchResult<()> {
+        Ok(self.0.checkpoint()?)
+    }
+
+    fn delete(&self, target: Target) -> BenchResult<()> {
+        Ok(self
+            .0
+            .delete_memory(PageId(u64::try_from(target.handle)?))?)
+    }
+
+    fn delete_batch(&self, targets: &[Target]) -> BenchResult<()> {
+        targets.iter().try_for_each(|target| self.delete(*target))
+    }
+
+    fn reclaim(&mut self) -> BenchResult<()> {
         Ok(self.0.checkpoint()?)
     }
 
