@@ -5,7 +5,9 @@
 //! transaction, fjall one write batch + `persist(SyncData)`), once in stored order and once
 //! in a seeded shuffled order; and, on a third fresh store, [`DeletePlan::singles`] single
 //! deletes (shuffled), one durable commit each. Every run checks with a scan that exactly
-//! the deleted records are gone.
+//! the deleted records are gone. Beside each rate: the bytes this process wrote to storage
+//! per delete meanwhile (`write_bytes` of `/proc/self/io`, every thread counted), which is
+//! where the time of a disk-bound delete goes.
 
 use crate::engines::{BenchResult, Engine, Store, Target};
 use crate::workload::{Item, Rng};
@@ -36,16 +38,51 @@ enum Order {
     Shuffled,
 }
 
+/// What one timed stretch of deletes did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rate {
+    pub deletes_per_s: f64,
+    /// Bytes written to storage per delete (`/proc/self/io` `write_bytes`).
+    pub written_per_delete_bytes: f64,
+}
+
 /// One engine's figures.
 #[derive(Debug, Clone, Default)]
 pub struct EngineDeletes {
-    /// Deletes/s in batches, stored order; `None` if the engine has no batch delete.
-    pub batch_stored: Option<f64>,
-    pub batch_shuffled: Option<f64>,
-    pub single_per_s: f64,
+    /// Batches, stored order; `None` if the engine has no batch delete.
+    pub batch_stored: Option<Rate>,
+    pub batch_shuffled: Option<Rate>,
+    pub single: Rate,
     pub single_p50_us: f64,
     pub single_p99_us: f64,
     pub seconds: f64,
+}
+
+/// Bytes this process (all its threads) has caused to be written to storage so far.
+fn written_bytes() -> BenchResult<u64> {
+    let text = std::fs::read_to_string("/proc/self/io")?;
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("write_bytes:"))
+        .ok_or("no write_bytes in /proc/self/io")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .ok_or("bad write_bytes line")?
+        .parse()?)
+}
+
+/// Times `deletes` deletes done by `run`.
+fn timed(deletes: usize, run: impl FnOnce() -> BenchResult<()>) -> BenchResult<Rate> {
+    let written_before = written_bytes()?;
+    let started = Instant::now();
+    run()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let written = written_bytes()?.saturating_sub(written_before);
+    Ok(Rate {
+        deletes_per_s: deletes as f64 / seconds,
+        written_per_delete_bytes: written as f64 / deletes.max(1) as f64,
+    })
 }
 
 /// Stores `work` in batches into a fresh `dir`; the open store and the records' targets
@@ -90,46 +127,47 @@ fn finish(store: Box<dyn Store>, dir: &Path, live: u64) -> BenchResult<()> {
     Ok(())
 }
 
-/// Stores everything, deletes it all in batches; deletes/s.
+/// Stores everything, deletes it all in batches.
 fn batch_run(
     engine: &dyn Engine,
     dir: &Path,
     plan: DeletePlan,
     work: &[Item],
     order: Order,
-) -> BenchResult<f64> {
+) -> BenchResult<Rate> {
     let (store, mut targets) = fill(engine, dir, plan, work)?;
     if order == Order::Shuffled {
         shuffle(&mut targets, plan.seed ^ 5);
     }
-    let started = Instant::now();
-    for chunk in targets.chunks(plan.batch as usize) {
-        store.delete_batch(chunk)?;
-    }
-    let rate = targets.len() as f64 / started.elapsed().as_secs_f64();
+    let rate = timed(targets.len(), || {
+        targets
+            .chunks(plan.batch as usize)
+            .try_for_each(|chunk| store.delete_batch(chunk))
+    })?;
     finish(store, dir, 0)?;
     Ok(rate)
 }
 
-/// Stores everything, deletes `plan.singles` shuffled records one commit each; deletes/s,
+/// Stores everything, deletes `plan.singles` shuffled records one commit each; the rate,
 /// p50 and p99 latency in µs.
 fn single_run(
     engine: &dyn Engine,
     dir: &Path,
     plan: DeletePlan,
     work: &[Item],
-) -> BenchResult<(f64, f64, f64)> {
+) -> BenchResult<(Rate, f64, f64)> {
     let (store, mut targets) = fill(engine, dir, plan, work)?;
     shuffle(&mut targets, plan.seed ^ 6);
     let singles = &targets[..(plan.singles as usize).min(targets.len())];
     let mut latencies: Vec<Duration> = Vec::with_capacity(singles.len());
-    let started = Instant::now();
-    for target in singles {
-        let delete_started = Instant::now();
-        store.delete(*target)?;
-        latencies.push(delete_started.elapsed());
-    }
-    let rate = singles.len() as f64 / started.elapsed().as_secs_f64();
+    let rate = timed(singles.len(), || {
+        for target in singles {
+            let delete_started = Instant::now();
+            store.delete(*target)?;
+            latencies.push(delete_started.elapsed());
+        }
+        Ok(())
+    })?;
     finish(store, dir, targets.len() as u64 - singles.len() as u64)?;
     latencies.sort_unstable();
     let percentile = |p: f64| {
@@ -154,7 +192,7 @@ pub fn run_engine(
         figures.batch_shuffled = Some(batch_run(engine, dir, plan, work, Order::Shuffled)?);
     }
     let (rate, p50, p99) = single_run(engine, dir, plan, work)?;
-    figures.single_per_s = rate;
+    figures.single = rate;
     figures.single_p50_us = p50;
     figures.single_p99_us = p99;
     figures.seconds = started.elapsed().as_secs_f64();
@@ -171,8 +209,14 @@ pub struct DeletesReport {
     pub seconds: f64,
 }
 
-fn rate_cell(rate: Option<f64>) -> String {
-    rate.map_or("n/a (no batch delete)".to_string(), crate::thousands)
+fn rate_cell(rate: Option<Rate>) -> String {
+    rate.map_or("n/a (no batch delete)".to_string(), |rate| {
+        format!(
+            "{} ({:.1})",
+            crate::thousands(rate.deletes_per_s),
+            rate.written_per_delete_bytes / 1024.0
+        )
+    })
 }
 
 impl DeletesReport {
@@ -188,7 +232,8 @@ impl DeletesReport {
             self.plan.singles,
             self.seconds
         );
-        out.push_str("| engine | batch deletes/s, stored order | batch deletes/s, shuffled | single deletes/s (p50 / p99 µs) |\n");
+        out.push_str("Each cell: deletes/s (KiB written to storage per delete).\n\n");
+        out.push_str("| engine | batches, stored order | batches, shuffled order | single deletes (p50 / p99 µs) |\n");
         out.push_str("|---|---|---|---|\n");
         for (name, outcome) in &self.rows {
             match outcome {
@@ -196,7 +241,7 @@ impl DeletesReport {
                     "| {name} | {} | {} | {} ({:.0} / {:.0}) |\n",
                     rate_cell(f.batch_stored),
                     rate_cell(f.batch_shuffled),
-                    crate::thousands(f.single_per_s),
+                    rate_cell(Some(f.single)),
                     f.single_p50_us,
                     f.single_p99_us
                 )),
@@ -224,7 +269,9 @@ impl DeletesReport {
             ("stored order", ours.batch_stored),
             ("shuffled order", ours.batch_shuffled),
         ] {
-            let Some(rate) = rate else { continue };
+            let Some(rate) = rate.map(|rate| rate.deletes_per_s) else {
+                continue;
+            };
             let verdict = if rate >= BATCH_DELETES_PER_S_MIN {
                 "met"
             } else {
@@ -247,10 +294,13 @@ impl DeletesReport {
         for (label, pick) in [
             (
                 "batch, stored order",
-                &(|f: &EngineDeletes| f.batch_stored) as &dyn Fn(&EngineDeletes) -> Option<f64>,
+                &(|f: &EngineDeletes| f.batch_stored.map(|rate| rate.deletes_per_s))
+                    as &dyn Fn(&EngineDeletes) -> Option<f64>,
             ),
-            ("batch, shuffled", &|f: &EngineDeletes| f.batch_shuffled),
-            ("single", &|f: &EngineDeletes| Some(f.single_per_s)),
+            ("batch, shuffled", &|f: &EngineDeletes| {
+                f.batch_shuffled.map(|rate| rate.deletes_per_s)
+            }),
+            ("single", &|f: &EngineDeletes| Some(f.single.deletes_per_s)),
         ] {
             if let (Some(value), Some((peer, best))) = (pick(ours), best_peer(pick)) {
                 lines.push(format!(
