@@ -4,11 +4,14 @@
 //! issue 14 targets and what each engine's reclaim does.
 
 use crate::churn::{ChurnPlan, EngineChurn, Sizes, Variant};
+use crate::engines::ours;
 
 /// Target of `--churn`: final size / stored size of round 1.
 const DELETE_ALL_RATIO_MAX: f64 = 0.25;
 /// Target of `--churn-keep-one`: size after the last round / size after round 1.
 const KEEP_ONE_RATIO_MAX: f64 = 1.15;
+/// Ratios closer than this count as equal (they are printed with 3 decimals).
+const RATIO_TIE: f64 = 0.0005;
 
 /// One engine's outcome in the report.
 pub struct ChurnRow {
@@ -187,19 +190,24 @@ fn divide(numerator: u64, denominator: u64) -> Option<f64> {
     (denominator > 0).then(|| numerator as f64 / denominator as f64)
 }
 
-/// `label: engine value, …` (lower is better), the target verdict for our engine (the
-/// first row) and whether it is the lowest of the engines measured.
+/// `label: engine value, …` (lower is better), the target verdict for our engine and
+/// whether it is the lowest of the engines measured.
 fn ratio_line(label: &str, values: &[(String, f64)], target: Option<f64>) -> String {
     let listed: Vec<String> = values
         .iter()
         .map(|(name, value)| format!("{name} {value:.3}"))
         .collect();
     let mut line = format!("{label}: {}", listed.join(", "));
-    let Some((ours_name, ours)) = values.first() else {
-        return format!("{label}: no engine finished");
+    let Some(ours) = values
+        .iter()
+        .find(|(name, _)| name == ours::NAME)
+        .map(|(_, value)| *value)
+    else {
+        line.push_str(&format!(" ({} not measured)", ours::NAME));
+        return line;
     };
     if let Some(max) = target {
-        let verdict = if *ours <= max { "met" } else { "MISSED" };
+        let verdict = if ours <= max { "met" } else { "MISSED" };
         line.push_str(&format!(
             " — target <= {max:.2} for ours: {ours:.3}, {verdict}"
         ));
@@ -210,19 +218,18 @@ fn ratio_line(label: &str, values: &[(String, f64)], target: Option<f64>) -> Str
         .fold(f64::INFINITY, f64::min);
     let best_names: Vec<&str> = values
         .iter()
-        .filter(|(_, value)| (*value - best).abs() < 0.0005)
+        .filter(|(_, value)| (*value - best).abs() < RATIO_TIE)
         .map(|(name, _)| name.as_str())
         .collect();
-    if (*ours - best).abs() < 0.0005 {
-        line.push_str(&format!(
-            "; {ours_name} is the best of the engines measured (best: {})",
-            best_names.join(", ")
-        ));
+    let verdict = if (ours - best).abs() < RATIO_TIE {
+        "is the best of the engines measured"
     } else {
-        line.push_str(&format!(
-            "; {ours_name} is not the best (best: {} at {best:.3})",
-            best_names.join(", ")
-        ));
-    }
+        "is not the best"
+    };
+    line.push_str(&format!(
+        "; {} {verdict} (best: {} at {best:.3})",
+        ours::NAME,
+        best_names.join(", ")
+    ));
     line
 }

@@ -9,7 +9,7 @@
 //! per delete meanwhile (`write_bytes` of `/proc/self/io`, every thread counted), which is
 //! where the time of a disk-bound delete goes.
 
-use crate::engines::{BenchResult, Engine, Store, Target};
+use crate::engines::{BenchResult, Engine, Store, Target, ours};
 use crate::workload::{Item, Rng};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -261,8 +261,11 @@ impl DeletesReport {
     }
 
     fn target_lines(&self) -> Vec<String> {
-        let Some((name, Ok(ours))) = self.rows.first() else {
-            return vec!["our engine did not finish: no targets".to_string()];
+        let Some((name, Ok(ours))) = self.rows.iter().find(|(name, _)| name == ours::NAME) else {
+            return vec![format!(
+                "{} did not finish or was not run: no targets",
+                ours::NAME
+            )];
         };
         let mut lines = Vec::new();
         for (label, rate) in [
@@ -287,7 +290,7 @@ impl DeletesReport {
         let best_peer = |pick: &dyn Fn(&EngineDeletes) -> Option<f64>| {
             self.rows
                 .iter()
-                .skip(1)
+                .filter(|(peer, _)| peer != ours::NAME)
                 .filter_map(|(peer, outcome)| Some((peer.as_str(), pick(outcome.as_ref().ok()?)?)))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
         };

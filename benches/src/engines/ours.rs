@@ -17,6 +17,9 @@ pub enum Reclaim {
     Compact,
 }
 
+/// The name of our engine in every table (with checkpoints as its reclaim).
+pub const NAME: &str = "mentedb-storage (this)";
+
 pub struct Ours {
     reclaim: Reclaim,
 }
@@ -33,7 +36,7 @@ impl Ours {
 impl Engine for Ours {
     fn name(&self) -> &'static str {
         match self.reclaim {
-            Reclaim::Checkpoint => "mentedb-storage (this)",
+            Reclaim::Checkpoint => NAME,
             Reclaim::Compact => "mentedb-storage (this) + compact",
         }
     }

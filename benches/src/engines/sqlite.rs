@@ -181,7 +181,18 @@ impl Store for SqliteStore {
     fn reclaim(&mut self) -> BenchResult<()> {
         let connection = self.connection();
         if self.vacuum == Vacuum::Incremental {
-            connection.execute_batch("PRAGMA incremental_vacuum")?;
+            // Each step of this pragma frees one page (`execute_batch` steps once), so run
+            // it to the end, then check the free list is empty.
+            let mut statement = connection.prepare("PRAGMA incremental_vacuum")?;
+            let mut rows = statement.query([])?;
+            while rows.next()?.is_some() {}
+            let free: i64 =
+                connection.pragma_query_value(None, "freelist_count", |row| row.get(0))?;
+            if free != 0 {
+                return Err(
+                    format!("SQLite: {free} free pages left after incremental_vacuum").into(),
+                );
+            }
         }
         connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
         Ok(())
