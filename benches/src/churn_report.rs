@@ -179,6 +179,20 @@ impl ChurnReport {
                         &self.ratios(&|churn| divide(after(churn, last)?, after(churn, 0)?)),
                         target,
                     ));
+                    // An engine whose size swings from round to round (fjall's journals)
+                    // can end on a low; the largest size of any round shows the swing.
+                    lines.push(ratio_line(
+                        &format!("keep-one-round, {what}: largest after any round / after round 1"),
+                        &self.ratios(&|churn| {
+                            let peak = churn
+                                .rounds
+                                .iter()
+                                .map(|round| measure.of(round.after))
+                                .max()?;
+                            divide(peak, after(churn, 0)?)
+                        }),
+                        None,
+                    ));
                 }
             }
         }
