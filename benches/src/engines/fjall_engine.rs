@@ -30,7 +30,7 @@ impl Engine for Fjall {
     }
 
     fn reclaim_notes(&self) -> &'static str {
-        "fjall: `major_compact()`, then `persist(SyncAll)` (no single main file: its length is the directory's)"
+        "fjall: `rotate_memtable_and_wait()`, `major_compact()`, then `persist(SyncAll)` (no single main file: its length is the directory's)"
     }
 }
 
