@@ -1,15 +1,21 @@
 //! `compare`: runs every engine on the same seeded agent-memory workload, one after
 //! another in this process (phase A in a child process that then dies without closing),
-//! and prints one table. See `README.md` for the columns.
+//! and prints one table. See `README.md` for the columns. Two other modes: `--churn` /
+//! `--churn-keep-one` (does deleted space come back, across processes: `churn`) and
+//! `--deletes` (delete throughput: `deletes`).
 //!
 //! `cargo run --release --manifest-path benches/Cargo.toml -- [--scale K] [--json] [--only NAME]`
+//! `cargo run --release --manifest-path benches/Cargo.toml -- --churn|--churn-keep-one|--deletes [--only NAME]`
 
 mod baseline;
+mod churn;
+mod churn_report;
+mod deletes;
 mod engines;
 mod measure;
 mod workload;
 
-use engines::{BenchResult, Engine};
+use engines::{BenchResult, Engine, Handle};
 use measure::{Figures, Plan};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,8 +24,32 @@ use std::time::Instant;
 const SEED: u64 = 0x6d65_6e74_6564_6221;
 const SINGLE_PUTS: u64 = 2_000;
 const DEFAULT_RECORDS: u64 = 20_000;
+/// The churn modes: rounds, records a round, batch.
+const CHURN_PLAN: churn::ChurnPlan = churn::ChurnPlan {
+    seed: SEED,
+    rounds: 20,
+    records: 10_000,
+    batch: 500,
+};
+/// The delete-throughput mode.
+const DELETE_PLAN: deletes::DeletePlan = deletes::DeletePlan {
+    seed: SEED,
+    records: 100_000,
+    batch: 500,
+    singles: 2_000,
+};
+
+/// What the run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The comparison table.
+    Table,
+    Churn(churn::Variant),
+    Deletes,
+}
 
 struct Args {
+    mode: Mode,
     scale: u64,
     json: bool,
     only: Option<String>,
@@ -27,6 +57,7 @@ struct Args {
 
 fn parse_args(args: &[String]) -> BenchResult<Args> {
     let mut parsed = Args {
+        mode: Mode::Table,
         scale: 0,
         json: false,
         only: None,
@@ -35,6 +66,9 @@ fn parse_args(args: &[String]) -> BenchResult<Args> {
     while index < args.len() {
         match args[index].as_str() {
             "--json" => parsed.json = true,
+            "--churn" => parsed.mode = Mode::Churn(churn::Variant::DeleteAll),
+            "--churn-keep-one" => parsed.mode = Mode::Churn(churn::Variant::KeepOne),
+            "--deletes" => parsed.mode = Mode::Deletes,
             "--scale" => {
                 index += 1;
                 parsed.scale = args.get(index).ok_or("--scale needs a number")?.parse()?;
@@ -46,6 +80,9 @@ fn parse_args(args: &[String]) -> BenchResult<Args> {
             other => return Err(format!("unknown argument {other}").into()),
         }
         index += 1;
+    }
+    if parsed.mode != Mode::Table && (parsed.json || parsed.scale > 0) {
+        return Err("--json and --scale are for the comparison table only".into());
     }
     Ok(parsed)
 }
@@ -81,7 +118,12 @@ fn main() {
     let outcome = match args.first().map(String::as_str) {
         Some("--child-a") => child(&args[1..]),
         Some("--child-memory") => child_memory(&args[1..]),
-        _ => parent(&args),
+        Some("--child-churn") => child_churn(&args[1..]),
+        _ => parse_args(&args).and_then(|parsed| match parsed.mode {
+            Mode::Table => parent(&parsed),
+            Mode::Churn(variant) => churn_mode(&parsed, variant),
+            Mode::Deletes => deletes_mode(&parsed),
+        }),
     };
     if let Err(error) = outcome {
         eprintln!("error: {error}");
@@ -105,12 +147,108 @@ fn child_memory(args: &[String]) -> BenchResult<()> {
     let handles = std::fs::read_to_string(handles)?
         .lines()
         .map(str::parse)
-        .collect::<Result<Vec<u64>, _>>()?;
+        .collect::<Result<Vec<Handle>, _>>()?;
     measure::child_memory(&*engine, Path::new(dir), plan(scale.parse()?), &handles)
 }
 
+fn child_churn(args: &[String]) -> BenchResult<()> {
+    let [name, dir, variant] = args else {
+        return Err("usage: --child-churn <engine> <dir> <delete-all|keep-one>".into());
+    };
+    let engine = engines::by_name(name).ok_or("unknown engine")?;
+    let variant = churn::Variant::from_word(variant).ok_or("unknown churn variant")?;
+    churn::child(&*engine, Path::new(dir), CHURN_PLAN, variant)
+}
+
+/// The engines of a list that `--only` keeps.
+fn selected(list: Vec<Box<dyn Engine>>, only: Option<&str>) -> Vec<Box<dyn Engine>> {
+    list.into_iter()
+        .filter(|engine| only.is_none_or(|only| engine.name().contains(only)))
+        .collect()
+}
+
+/// The temporary directory of this run and an engine's directory in it.
+fn run_root() -> BenchResult<PathBuf> {
+    let root = std::env::temp_dir().join(format!("mentedb-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    Ok(root)
+}
+
+fn engine_dir(root: &Path, engine: &dyn Engine) -> PathBuf {
+    root.join(engine.name().replace([' ', '(', ')', ',', '+'], "_"))
+}
+
+fn churn_mode(args: &Args, variant: churn::Variant) -> BenchResult<()> {
+    let root = run_root()?;
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    for engine in selected(engines::churn(), args.only.as_deref()) {
+        eprintln!("{} ...", engine.name());
+        let outcome =
+            churn::run_engine(&*engine, &engine_dir(&root, &*engine), CHURN_PLAN, variant)
+                .map_err(|error| error.to_string());
+        if let Ok(figures) = &outcome {
+            eprintln!("  {:.1} s", figures.seconds);
+        }
+        rows.push(churn_report::ChurnRow {
+            name: engine.name().to_string(),
+            outcome,
+            reclaim: engine.reclaim_notes(),
+        });
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let flag = match variant {
+        churn::Variant::DeleteAll => "--churn",
+        churn::Variant::KeepOne => "--churn-keep-one",
+    };
+    let report = churn_report::ChurnReport {
+        date: today(),
+        machine: machine(),
+        command: format!("cargo run --release --manifest-path benches/Cargo.toml -- {flag}"),
+        plan: CHURN_PLAN,
+        variant,
+        rows,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    print!("{}", report.table());
+    Ok(())
+}
+
+fn deletes_mode(args: &Args) -> BenchResult<()> {
+    let root = run_root()?;
+    let started = Instant::now();
+    let work = workload::items(SEED, 0, DELETE_PLAN.records);
+    let mut rows = Vec::new();
+    for engine in selected(engines::deletes(), args.only.as_deref()) {
+        eprintln!("{} ...", engine.name());
+        let outcome =
+            deletes::run_engine(&*engine, &engine_dir(&root, &*engine), DELETE_PLAN, &work)
+                .map_err(|error| error.to_string());
+        if let Ok(figures) = &outcome {
+            eprintln!("  {:.1} s", figures.seconds);
+        }
+        rows.push((engine.name().to_string(), outcome));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let report = deletes::DeletesReport {
+        date: today(),
+        machine: machine(),
+        command: "cargo run --release --manifest-path benches/Cargo.toml -- --deletes".to_string(),
+        plan: DELETE_PLAN,
+        rows,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    print!("{}", report.table());
+    Ok(())
+}
+
 /// Runs the memory phase of an engine in a child; its peak resident memory growth in MiB.
-fn memory_phase(engine: &dyn Engine, dir: &Path, scale: u64, handles: &[u64]) -> BenchResult<f64> {
+fn memory_phase(
+    engine: &dyn Engine,
+    dir: &Path,
+    scale: u64,
+    handles: &[Handle],
+) -> BenchResult<f64> {
     let list = dir.with_extension("handles");
     let text: String = handles.iter().map(|handle| format!("{handle}\n")).collect();
     std::fs::write(&list, text)?;
@@ -165,7 +303,7 @@ fn run_engine(engine: &dyn Engine, root: &Path, scale: u64) -> BenchResult<Figur
     let [a, p50, p99] = numbers[..] else {
         return Err("phase A printed a bad line".into());
     };
-    let handles = lines.map(str::parse).collect::<Result<Vec<u64>, _>>()?;
+    let handles = lines.map(str::parse).collect::<Result<Vec<Handle>, _>>()?;
     let figures = Figures {
         a_puts_per_s: a,
         a_p50_us: p50,
@@ -208,8 +346,7 @@ fn today() -> String {
         .unwrap_or_default()
 }
 
-fn parent(args: &[String]) -> BenchResult<()> {
-    let args = parse_args(args)?;
+fn parent(args: &Args) -> BenchResult<()> {
     let plan = plan(args.scale);
     let root: PathBuf = std::env::temp_dir().join(format!("mentedb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&root)?;

@@ -133,6 +133,21 @@ pub fn allocated_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
+/// Apparent length (`st_size`) of every file under `dir`, summed.
+pub fn apparent_bytes(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        total += if metadata.is_dir() {
+            apparent_bytes(&entry.path())?
+        } else {
+            metadata.len()
+        };
+    }
+    Ok(total)
+}
+
 /// The phases after A, in this process. `a_handles` came from the child.
 pub fn after_crash(
     engine: &dyn Engine,

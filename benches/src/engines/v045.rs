@@ -1,8 +1,9 @@
 //! The published mentedb-storage 0.45.0 (the engine this project grew from), with its own
 //! node type from mentedb-core 0.45: `store_memory` (one WAL fsync each),
-//! `store_memory_batch`, `load_memory`, `scan_all_memories` + loads, `checkpoint`.
+//! `store_memory_batch`, `load_memory`, `scan_all_memories` + loads, `checkpoint`,
+//! `delete_memory` (one WAL fsync each; it has no batch delete).
 
-use super::{BenchResult, CACHE_BYTES, Engine, Handle, Store};
+use super::{BenchResult, CACHE_BYTES, Engine, Handle, Store, Target};
 use crate::workload::Item;
 use mentedb_core045::MemoryNode as OldNode;
 use mentedb_core045::config::StorageConfig;
@@ -30,6 +31,14 @@ impl Engine for V045 {
     fn notes(&self) -> &'static str {
         "0.45: a full scan is `scan_all_memories()` (locators) plus a load of each."
     }
+
+    fn batch_delete(&self) -> bool {
+        false
+    }
+
+    fn reclaim_notes(&self) -> &'static str {
+        "0.45: `checkpoint()`"
+    }
 }
 
 fn old_node(item: &Item) -> OldNode {
@@ -52,7 +61,7 @@ struct V045Store(StorageEngine);
 
 impl Store for V045Store {
     fn put(&self, _index: u64, item: &Item) -> BenchResult<Handle> {
-        Ok(self.0.store_memory(&old_node(item))?.0)
+        Ok(u128::from(self.0.store_memory(&old_node(item))?.0))
     }
 
     fn put_batch(&self, _first_index: u64, items: &[Item]) -> BenchResult<Vec<Handle>> {
@@ -61,12 +70,12 @@ impl Store for V045Store {
             .0
             .store_memory_batch(&nodes)?
             .into_iter()
-            .map(|id| id.0)
+            .map(|id| u128::from(id.0))
             .collect())
     }
 
     fn get(&self, handle: Handle, _key: &[u8; 16]) -> BenchResult<String> {
-        Ok(self.0.load_memory(PageId(handle))?.content)
+        Ok(self.0.load_memory(PageId(u64::try_from(handle)?))?.content)
     }
 
     fn scan(&self) -> BenchResult<u64> {
@@ -79,6 +88,20 @@ impl Store for V045Store {
     }
 
     fn checkpoint(&self) -> BenchResult<()> {
+        Ok(self.0.checkpoint()?)
+    }
+
+    fn delete(&self, target: Target) -> BenchResult<()> {
+        Ok(self
+            .0
+            .delete_memory(PageId(u64::try_from(target.handle)?))?)
+    }
+
+    fn delete_batch(&self, targets: &[Target]) -> BenchResult<()> {
+        targets.iter().try_for_each(|target| self.delete(*target))
+    }
+
+    fn reclaim(&mut self) -> BenchResult<()> {
         Ok(self.0.checkpoint()?)
     }
 
