@@ -8,7 +8,8 @@ use crate::engines::ours;
 
 /// Target of `--churn`: final size / stored size of round 1.
 const DELETE_ALL_RATIO_MAX: f64 = 0.25;
-/// Target of `--churn-keep-one`: size after the last round / size after round 1.
+/// Target of the file holding one round's data: after the last round / after round 1
+/// (`--churn`: stored sizes; `--churn-keep-one`: sizes after each round).
 const KEEP_ONE_RATIO_MAX: f64 = 1.15;
 /// Ratios closer than this count as equal (they are printed with 3 decimals).
 const RATIO_TIE: f64 = 0.0005;
@@ -68,7 +69,7 @@ impl ChurnReport {
             self.seconds
         );
         out.push_str(
-            "Allocated on disk (`st_blocks` × 512, whole directory), MiB, after each round's deletes, reclaim and close:\n\n",
+            "Allocated on disk (`st_blocks` × 512, whole directory), MiB, after each round's deletes, reclaim and close (`stored, round N`: after its stores, before its deletes):\n\n",
         );
         out.push_str(&self.sizes_table(Measure::Allocated));
         out.push_str(
@@ -112,6 +113,12 @@ impl ChurnReport {
             &|churn| churn.rounds.first().map(|round| round.stored),
         ));
         for index in 0..self.plan.rounds as usize {
+            if index > 0 && matches!(self.variant, Variant::DeleteAll) {
+                // The file holding one round's data, round after round.
+                out.push_str(&cells(format!("stored, round {}", index + 1), &|churn| {
+                    churn.rounds.get(index).map(|round| round.stored)
+                }));
+            }
             out.push_str(&cells((index + 1).to_string(), &|churn| {
                 churn.rounds.get(index).map(|round| round.after)
             }));
@@ -150,6 +157,17 @@ impl ChurnReport {
             let last = self.plan.rounds.saturating_sub(1) as usize;
             match self.variant {
                 Variant::DeleteAll => {
+                    let stored = move |churn: &EngineChurn, index: usize| {
+                        churn.rounds.get(index).map(|round| measure.of(round.stored))
+                    };
+                    lines.push(ratio_line(
+                        &format!(
+                            "churn, {what}: stored size of round {} / stored size of round 1 (one round's data each time)",
+                            last + 1
+                        ),
+                        &self.ratios(&|churn| divide(stored(churn, last)?, stored(churn, 0)?)),
+                        matches!(measure, Measure::Allocated).then_some(KEEP_ONE_RATIO_MAX),
+                    ));
                     let target =
                         matches!(measure, Measure::Allocated).then_some(DELETE_ALL_RATIO_MAX);
                     lines.push(ratio_line(
