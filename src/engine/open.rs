@@ -106,7 +106,10 @@ impl Inner {
         // `wal.shm` records that some process synced them all (it records only after a
         // sync that covered them, so they are on disk: a crashed writer whose commits were
         // acknowledged needs no second sync).
-        if self.shm.read_durable(salt)? >= last_lsn {
+        // Nothing past the checkpoint (every open after a clean close): the page file
+        // holds it all, durably; an `fdatasync` of the empty log was most of a reopen.
+        let nothing_logged = last_lsn <= self.read_view().meta.checkpoint_lsn;
+        if nothing_logged || self.shm.read_durable(salt)? >= last_lsn {
             self.wal.note_durable(last_lsn);
         } else {
             self.wal
