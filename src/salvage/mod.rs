@@ -53,6 +53,7 @@
 
 mod catalogue;
 mod collect;
+mod damage;
 mod decide;
 mod extract;
 mod report;
@@ -169,11 +170,11 @@ pub fn salvage_with_progress(
         );
     }
     let mut reader = Reader::new(&*page_file, &*wal, history.salt);
-    let end = save::PageEnd {
+    let end = damage::PageEnd {
         snapshot,
         newest_count: history.newest_alloc.map(|alloc| alloc.page_count),
     };
-    save::report_damage(&collected, &mut reader, end, &mut findings)?;
+    damage::report_damage(&collected, &mut reader, end, &mut findings)?;
     let writer = write::Writer::create(dest, &options)?;
     let context = save::Context {
         collected: &collected,

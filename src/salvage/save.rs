@@ -5,10 +5,10 @@
 //! The read-only open's copy is preferred when the page walk's is no newer than the open's
 //! view and the two differ, or when the page walk has none; records only the open returned
 //! are saved too. Then every live home slot of every handle page whose record was not saved
-//! is reported missing, and every unreadable newest version of a page as damage.
+//! is reported missing.
 
-use super::catalogue::{Catalogue, Reader, Version};
-use super::collect::{Candidate, Collected, SnapshotPoint};
+use super::catalogue::{Catalogue, Reader};
+use super::collect::{Candidate, Collected};
 use super::decide::{self, HomeEvidence, Plan};
 use super::extract::{self, Unreadable};
 use super::report::{Findings, ProblemKind};
@@ -17,10 +17,9 @@ use super::{Opened, Phase, SalvageProgress};
 use crate::error::Result;
 use crate::handle_page;
 use crate::memory::MemoryNode;
-use crate::page::{Lsn, PageId, PageType};
+use crate::page::{Lsn, PageType};
 use crate::record_id::{DatabaseId, HOME_SLOTS_PER_PAGE, RecordId};
 use crate::slotted::Owner;
-use crate::space_map;
 use std::collections::HashSet;
 
 /// What the records are saved from.
@@ -42,15 +41,6 @@ pub(super) struct Saved {
     pub from_open: u64,
     /// Versions of deleted records not saved.
     pub deleted: u64,
-}
-
-/// The end of the database, for telling damage past it from damage in it.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct PageEnd {
-    /// The snapshot `pages.db` is complete for.
-    pub snapshot: SnapshotPoint,
-    /// The page count of the newest commit in the WAL.
-    pub newest_count: Option<u64>,
 }
 
 /// One record's outcome.
@@ -272,7 +262,13 @@ fn save_from(
     };
     let as_of = catalogue.get(candidate.version).as_of;
     let older_reason = if rank > 0 {
-        Some(failure_text(&first_failure))
+        let same = if candidate.content == order[0].content {
+            " (the version saved has the same slot, so its bytes are likely the same, but \
+             that cannot be proved)"
+        } else {
+            ""
+        };
+        Some(format!("{}{same}", failure_text(&first_failure)))
     } else {
         older
     };
@@ -403,84 +399,4 @@ fn missing_detail(catalogue: &Catalogue, evidence: &HomeEvidence) -> ((&'static 
             )
         }
     }
-}
-
-/// Reports each unreadable version: lost if it is the newest of a page in the database
-/// that the space map does not show free, else a note.
-pub(super) fn report_damage(
-    collected: &Collected,
-    reader: &mut Reader<'_>,
-    end: PageEnd,
-    findings: &mut Findings,
-) -> Result<()> {
-    let catalogue = &collected.catalogue;
-    for (index, detail) in &collected.damage {
-        let version = *catalogue.get(*index);
-        let (file, offset) = catalogue.location(*index);
-        let page = version.page;
-        if version.kind.is_some() {
-            findings.lose(
-                ProblemKind::Undecodable,
-                file,
-                offset,
-                format!(
-                    "{page} (LSN {}) verifies but {detail}: records in it may be lost",
-                    version.lsn.0
-                ),
-            );
-            continue;
-        }
-        let costless = if catalogue.newest(page) != Some(*index) {
-            Some("a newer version of the page was read: this costs nothing")
-        } else if past_end(end, page) {
-            Some("the page is past the end of the database: this costs nothing")
-        } else if free_in_map(catalogue, reader, &version)? {
-            Some("the space map shows the page free: this costs nothing")
-        } else {
-            None
-        };
-        match costless {
-            Some(why) => findings.note(
-                ProblemKind::DamagedPage,
-                file,
-                offset,
-                format!("{page}: {detail}; {why}"),
-            ),
-            None => findings.lose(
-                ProblemKind::DamagedPage,
-                file,
-                offset,
-                format!(
-                    "{page}: {detail}; what it held is lost (records it held that a handle \
-                     page names are listed as missing)"
-                ),
-            ),
-        }
-    }
-    Ok(())
-}
-
-fn past_end(end: PageEnd, page: PageId) -> bool {
-    let counts = [end.snapshot.page_count, end.newest_count];
-    let known: Vec<u64> = counts.into_iter().flatten().collect();
-    !known.is_empty() && known.iter().all(|count| page.0 >= *count)
-}
-
-/// True if the space map, as new as `version`, shows its page free.
-fn free_in_map(catalogue: &Catalogue, reader: &mut Reader<'_>, version: &Version) -> Result<bool> {
-    if version.page < crate::pager::FIRST_DATA_PAGE || space_map::is_map_page(version.page) {
-        return Ok(false);
-    }
-    let (map_page, at) = space_map::locate(version.page);
-    let Some(index) = catalogue.newest_readable(map_page) else {
-        return Ok(false);
-    };
-    let map = *catalogue.get(index);
-    if map.kind != Some(PageType::SpaceMap) || map.as_of < version.as_of {
-        return Ok(false);
-    }
-    let Ok(loaded) = reader.load(catalogue, index)? else {
-        return Ok(false);
-    };
-    Ok(loaded.bytes()[at] == space_map::FREE)
 }
