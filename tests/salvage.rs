@@ -557,3 +557,75 @@ fn random_single_byte_damage_never_panics_never_saves_garbage_and_keeps_undamage
         }
     }
 }
+
+fn tool(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mentedb-storage"))
+        .args(args)
+        .output()
+        .expect("run mentedb-storage")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn the_salvage_command_exits_0_when_nothing_is_lost_1_when_something_is_and_2_on_errors() {
+    let root = std::env::temp_dir().join(format!("mentedb-salvage-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let db = root.join("db");
+    let engine = StorageEngine::open(&db).expect("open");
+    for index in 0..30 {
+        let size = if index == 7 { 50_000 } else { 600 };
+        engine
+            .store_memory(&node(&format!("cli {index}"), size))
+            .expect("store");
+    }
+    engine.close().expect("close");
+    let path = |dir: &Path| dir.to_str().expect("utf-8 path").to_string();
+    let clean = tool(&["salvage", &path(&db), &path(&root.join("clean"))]);
+    assert_eq!(clean.status.code(), Some(0), "{}", text(&clean.stderr));
+    let out = text(&clean.stdout);
+    assert!(
+        out.contains("salvaged 30 records") && out.contains("nothing was lost"),
+        "{out}"
+    );
+    let map = std::fs::read_to_string(root.join("clean").join(MAP_FILE_NAME)).expect("map");
+    assert_eq!(map.lines().count(), 30);
+    // Damage the record page (close checkpointed it: pages.db holds its only version).
+    let pages = db.join("pages.db");
+    let mut bytes = std::fs::read(&pages).expect("read");
+    bytes[4 * PAGE_SIZE + 30_000] ^= 0xff;
+    std::fs::write(&pages, &bytes).expect("write");
+    let damaged = tool(&[
+        "salvage",
+        &path(&db),
+        &path(&root.join("damaged")),
+        "--json",
+    ]);
+    assert_eq!(damaged.status.code(), Some(1), "{}", text(&damaged.stderr));
+    let out = text(&damaged.stdout);
+    assert!(
+        out.contains("\"complete\":false") && out.contains("\"kind\":\"damaged-page\""),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&pages).expect("read"),
+        bytes,
+        "source unchanged"
+    );
+    let refused = tool(&["salvage", &path(&db), &path(&root.join("clean"))]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("not empty"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let help = tool(&["salvage", "--help"]);
+    assert!(
+        text(&help.stdout).contains("salvage-map.txt"),
+        "{}",
+        text(&help.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

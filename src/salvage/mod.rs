@@ -231,9 +231,10 @@ fn check_dest(vfs: &dyn Vfs, source: &Path, dest: &Path) -> Result<()> {
             "the destination path is empty: give a new directory to salvage into".to_string(),
         ));
     }
-    if dest == source {
+    if dest.starts_with(source) {
         return Err(Error::InvalidArgument(format!(
-            "{name} is the database being salvaged: salvage into a new directory"
+            "{name} is the database being salvaged or inside it (the source is only read): \
+             salvage into a new directory elsewhere"
         )));
     }
     let exists = vfs
