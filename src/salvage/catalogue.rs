@@ -60,19 +60,6 @@ pub(super) struct Version {
     pub snapshot: bool,
 }
 
-impl Version {
-    /// Where it is, for reports: file and offset.
-    pub fn location(&self, frames: &[FrameInfo]) -> (&'static str, u64) {
-        match self.source {
-            Source::PageFile => (PAGE_FILE_NAME, self.page.offset()),
-            Source::Wal { upto, .. } => (
-                crate::wal::WAL_FILE_NAME,
-                frames.get(upto as usize).map_or(0, |frame| frame.offset),
-            ),
-        }
-    }
-}
-
 /// A frame of a page, with the commit it belongs to.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PageFrame {
@@ -171,18 +158,19 @@ impl Catalogue {
             .find(|index| self.get(*index).kind.is_some())
     }
 
-    /// The page's frames (for locations of WAL versions).
-    pub fn frame_infos(&self, page: PageId) -> Vec<FrameInfo> {
-        self.frames
-            .get(&page)
-            .map(|frames| frames.iter().map(|frame| frame.info).collect())
-            .unwrap_or_default()
-    }
-
-    /// Where version `index` is, for reports.
+    /// Where version `index` is, for reports: the page in `pages.db`, or its last frame.
     pub fn location(&self, index: u32) -> (&'static str, u64) {
         let version = self.get(index);
-        version.location(&self.frame_infos(version.page))
+        match version.source {
+            Source::PageFile => (PAGE_FILE_NAME, version.page.offset()),
+            Source::Wal { upto, .. } => (
+                crate::wal::WAL_FILE_NAME,
+                self.frames
+                    .get(&version.page)
+                    .and_then(|frames| frames.get(upto as usize))
+                    .map_or(0, |frame| frame.info.offset),
+            ),
+        }
     }
 
     /// True if every LSN in `(from, to]` lies in a stretch of WAL frames that were all read.

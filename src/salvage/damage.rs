@@ -82,44 +82,8 @@ pub(super) fn report_damage(
             );
             continue;
         }
-        let costless = if catalogue.newest(page) != Some(*index) {
-            Some("a newer version of the page was read: this costs nothing")
-        } else if space_map::is_map_page(page) {
-            Some("it is a space map page, which holds no records: nothing is lost")
-        } else if homes.contains(&page) {
-            Some(
-                "it is a handle page (records name it as their home): its records are saved \
-                 by the handles their record slots name, nothing is lost",
-            )
-        } else if past_end(end, page) {
-            Some("the page is past the end of the database: this costs nothing")
-        } else if free_in_map(catalogue, reader, &version)? {
-            Some("the space map shows the page free: this costs nothing")
-        } else {
-            None
-        };
-        match costless {
-            Some(why) => {
-                if let Some(open) = &mut group
-                    && open.page == page
-                    && open.why == why
-                {
-                    open.count += 1;
-                    continue;
-                }
-                if let Some(done) = group.take() {
-                    done.report(findings);
-                }
-                group = Some(Group {
-                    page,
-                    why,
-                    file,
-                    offset,
-                    detail: detail.clone(),
-                    count: 1,
-                });
-            }
-            None => findings.lose(
+        let Some(why) = costless(catalogue, reader, end, &homes, *index)? else {
+            findings.lose(
                 ProblemKind::DamagedPage,
                 file,
                 offset,
@@ -127,13 +91,59 @@ pub(super) fn report_damage(
                     "{page}: {detail}; what it held is lost (records it held that a handle \
                      page names are listed as missing)"
                 ),
-            ),
+            );
+            continue;
+        };
+        if let Some(open) = &mut group
+            && open.page == page
+            && open.why == why
+        {
+            open.count += 1;
+            continue;
+        }
+        if let Some(done) = group.replace(Group {
+            page,
+            why,
+            file,
+            offset,
+            detail: detail.clone(),
+            count: 1,
+        }) {
+            done.report(findings);
         }
     }
     if let Some(done) = group.take() {
         done.report(findings);
     }
     Ok(())
+}
+
+/// Why the unreadable version `index` costs nothing, if it does (see the module docs).
+fn costless(
+    catalogue: &Catalogue,
+    reader: &mut Reader<'_>,
+    end: PageEnd,
+    homes: &HashSet<PageId>,
+    index: u32,
+) -> Result<Option<&'static str>> {
+    let version = *catalogue.get(index);
+    let page = version.page;
+    Ok(if catalogue.newest(page) != Some(index) {
+        Some("a newer version of the page was read: this costs nothing")
+    } else if space_map::is_map_page(page) {
+        Some("it is a space map page, which holds no records: nothing is lost")
+    } else if homes.contains(&page) {
+        Some(
+            "it is a handle page (records name it as their home): its records are saved by \
+             the handles their record slots name, nothing is lost",
+        )
+    } else if past_end(end, page) {
+        Some("the page is past the end of the database: this costs nothing")
+    } else if free_in_map(catalogue, reader, &version)? {
+        Some("the space map shows the page free: this costs nothing")
+    } else {
+        None
+    })
 }
 
 fn past_end(end: PageEnd, page: PageId) -> bool {

@@ -130,49 +130,29 @@ pub fn salvage_with_progress(
     check_dest(&*vfs, source, dest)?;
     let mut findings = Findings::default();
     let opened = open_source(source, &options, &mut findings, progress);
-    let page_file = open_read_only(&*vfs, source, PAGE_FILE_NAME, false)?;
-    let wal = open_read_only(&*vfs, source, WAL_FILE_NAME, true)?;
-    let (meta, metas_damaged) = read_meta(&*page_file, &mut findings)?;
-    let shm_durable = read_shm_durable(&*vfs, source)?;
-    let history = wal_read::read_wal(&*wal, shm_durable, &mut findings)?;
-    let snapshot = snapshot_point(meta, &history, &*page_file)?;
+    let files = SourceFiles::read(&*vfs, source, &mut findings)?;
     let collected = collect::collect(
-        &*page_file,
-        &*wal,
-        &history,
-        snapshot,
+        &*files.page_file,
+        &*files.wal,
+        &files.history,
+        files.snapshot,
         &mut findings,
         progress,
     )?;
-    let found_anything = meta.is_some()
+    let found_anything = files.meta.is_some()
         || collected.catalogue.any_readable()
-        || history.frame_count() > 0
+        || files.history.frame_count() > 0
         || opened
             .as_ref()
             .is_some_and(|opened| !opened.crcs.is_empty());
     if !found_anything {
-        return Err(nothing_to_salvage(source, &*page_file, &*wal));
+        return Err(nothing_to_salvage(source, &files));
     }
-    let database_id = meta
-        .map(|meta| meta.alloc.database_id)
-        .or(history.newest_alloc.map(|alloc| alloc.database_id))
-        .or(opened
-            .as_ref()
-            .and_then(|opened| opened.crcs.keys().next().map(|id| id.database())));
-    if database_id.is_none() {
-        findings.note(
-            report::ProblemKind::Note,
-            PAGE_FILE_NAME,
-            0,
-            "the database's identity could not be read: old handles in the map start with \
-             00000000"
-                .to_string(),
-        );
-    }
-    let mut reader = Reader::new(&*page_file, &*wal, history.salt);
+    let database_id = database_identity(&files, opened.as_ref(), &mut findings);
+    let mut reader = Reader::new(&*files.page_file, &*files.wal, files.history.salt);
     let end = damage::PageEnd {
-        snapshot,
-        newest_count: history.newest_alloc.map(|alloc| alloc.page_count),
+        snapshot: files.snapshot,
+        newest_count: files.history.newest_alloc.map(|alloc| alloc.page_count),
     };
     damage::report_damage(&collected, &mut reader, end, &mut findings)?;
     let writer = write::Writer::create(dest, &options)?;
@@ -185,8 +165,8 @@ pub fn salvage_with_progress(
         save::save_records(&context, &mut reader, writer, &mut findings, progress)?;
     let map_file = writer.finish(&*vfs, dest)?;
     let newest_lsn = [
-        meta.map(|meta| meta.checkpoint_lsn),
-        history.newest_commit(),
+        files.meta.map(|meta| meta.checkpoint_lsn),
+        files.history.newest_commit(),
         opened.as_ref().map(|opened| opened.last_lsn),
     ]
     .into_iter()
@@ -197,16 +177,74 @@ pub fn salvage_with_progress(
         records_saved: saved.records,
         records_from_open: saved.from_open,
         deleted_versions_skipped: saved.deleted,
-        page_file_pages: collected.pages_examined + metas_examined(&*page_file)?,
-        page_file_pages_damaged: collected.pages_damaged + metas_damaged,
-        wal_frames: history.frame_count(),
-        wal_bytes: history.bytes,
+        page_file_pages: collected.pages_examined + metas_examined(&*files.page_file)?,
+        page_file_pages_damaged: collected.pages_damaged + files.metas_damaged,
+        wal_frames: files.history.frame_count(),
+        wal_bytes: files.history.bytes,
         database_id,
         newest_lsn,
         map_file,
         lost: findings.lost,
         notes: findings.notes,
     })
+}
+
+/// The source's files, opened read-only, with what their meta pages and WAL say.
+struct SourceFiles {
+    page_file: Box<dyn VfsFile>,
+    wal: Box<dyn VfsFile>,
+    /// The newest meta page that verifies.
+    meta: Option<Meta>,
+    /// Meta pages that do not verify.
+    metas_damaged: u64,
+    /// What the WAL holds.
+    history: wal_read::WalHistory,
+    /// The checkpoint `pages.db` is complete for.
+    snapshot: SnapshotPoint,
+}
+
+impl SourceFiles {
+    fn read(vfs: &dyn Vfs, source: &Path, findings: &mut Findings) -> Result<SourceFiles> {
+        let page_file = open_read_only(vfs, source, PAGE_FILE_NAME, false)?;
+        let wal = open_read_only(vfs, source, WAL_FILE_NAME, true)?;
+        let (meta, metas_damaged) = read_meta(&*page_file, findings)?;
+        let shm_durable = read_shm_durable(vfs, source)?;
+        let history = wal_read::read_wal(&*wal, shm_durable, findings)?;
+        let snapshot = snapshot_point(meta, &history, &*page_file)?;
+        Ok(SourceFiles {
+            page_file,
+            wal,
+            meta,
+            metas_damaged,
+            history,
+            snapshot,
+        })
+    }
+}
+
+/// The source database's identity: from its meta page, else its newest commit, else a
+/// handle the read-only open returned.
+fn database_identity(
+    files: &SourceFiles,
+    opened: Option<&Opened>,
+    findings: &mut Findings,
+) -> Option<DatabaseId> {
+    let database_id = files
+        .meta
+        .map(|meta| meta.alloc.database_id)
+        .or(files.history.newest_alloc.map(|alloc| alloc.database_id))
+        .or(opened.and_then(|opened| opened.crcs.keys().next().map(|id| id.database())));
+    if database_id.is_none() {
+        findings.note(
+            report::ProblemKind::Note,
+            PAGE_FILE_NAME,
+            0,
+            "the database's identity could not be read: old handles in the map start with \
+             00000000"
+                .to_string(),
+        );
+    }
+    database_id
 }
 
 /// Refuses a directory without `pages.db`.
@@ -308,10 +346,26 @@ fn open_source(
             format!("the read-only open went past: {}", note.detail),
         );
     }
+    let crcs = scan_open(&engine, findings, progress);
+    let last_lsn = engine.last_lsn();
+    Some(Opened {
+        engine,
+        crcs,
+        last_lsn,
+    })
+}
+
+/// The CRC32 of each record the read-only open's scan returns; what it could not read is
+/// noted.
+fn scan_open(
+    engine: &StorageEngine,
+    findings: &mut Findings,
+    progress: &mut dyn FnMut(SalvageProgress),
+) -> HashMap<RecordId, u32> {
     let mut crcs = HashMap::new();
     let mut errors = 0usize;
     for item in engine.scan_memories() {
-        match item {
+        let error = match item {
             Ok((id, node)) => {
                 if let Ok(bytes) = encoded_record(&node) {
                     crcs.insert(id, crc32fast::hash(&bytes));
@@ -321,27 +375,28 @@ fn open_source(
                     done: crcs.len() as u64,
                     total: 0,
                 });
+                continue;
             }
-            Err(error) => {
-                errors += 1;
-                if errors <= OPEN_ERRORS_NOTED_MAX {
-                    let (file, offset, detail) = match error {
-                        Error::Corruption {
-                            file,
-                            offset,
-                            detail,
-                        } => (file, offset, detail),
-                        other => (PAGE_FILE_NAME.to_string(), 0, other.to_string()),
-                    };
-                    findings.note(
-                        report::ProblemKind::Note,
-                        &file,
-                        offset,
-                        format!("the read-only open's scan could not read a record: {detail}"),
-                    );
-                }
-            }
+            Err(error) => error,
+        };
+        errors += 1;
+        if errors > OPEN_ERRORS_NOTED_MAX {
+            continue;
         }
+        let (file, offset, detail) = match error {
+            Error::Corruption {
+                file,
+                offset,
+                detail,
+            } => (file, offset, detail),
+            other => (PAGE_FILE_NAME.to_string(), 0, other.to_string()),
+        };
+        findings.note(
+            report::ProblemKind::Note,
+            &file,
+            offset,
+            format!("the read-only open's scan could not read a record: {detail}"),
+        );
     }
     if errors > OPEN_ERRORS_NOTED_MAX {
         findings.note(
@@ -354,12 +409,7 @@ fn open_source(
             ),
         );
     }
-    let last_lsn = engine.last_lsn();
-    Some(Opened {
-        engine,
-        crcs,
-        last_lsn,
-    })
+    crcs
 }
 
 /// The newest meta page that verifies, and how many meta pages do not. Refuses a page file
@@ -437,9 +487,9 @@ fn snapshot_point(
     }
 }
 
-fn nothing_to_salvage(source: &Path, page_file: &dyn VfsFile, wal: &dyn VfsFile) -> Error {
-    let page_bytes = page_file.len().unwrap_or(0);
-    let wal_bytes = wal.len().unwrap_or(0);
+fn nothing_to_salvage(source: &Path, files: &SourceFiles) -> Error {
+    let page_bytes = files.page_file.len().unwrap_or(0);
+    let wal_bytes = files.wal.len().unwrap_or(0);
     Error::corruption(
         source.join(PAGE_FILE_NAME).display().to_string(),
         0,

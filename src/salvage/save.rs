@@ -60,43 +60,86 @@ enum Outcome {
 pub(super) fn save_records(
     context: &Context<'_>,
     reader: &mut Reader<'_>,
-    mut writer: Writer,
+    writer: Writer,
     findings: &mut Findings,
     progress: &mut dyn FnMut(SalvageProgress),
 ) -> Result<(Saved, Writer)> {
     let catalogue = &context.collected.catalogue;
     let mut owners: Vec<&Owner> = context.collected.candidates.keys().collect();
     owners.sort_unstable();
-    let mut done: HashSet<RecordId> = HashSet::new();
-    let mut saved = Saved::default();
     let open_only: Vec<RecordId> = context.opened.map_or_else(Vec::new, |opened| {
         let mut ids: Vec<RecordId> = opened.crcs.keys().copied().collect();
         ids.sort_unstable();
         ids
     });
     let total = (owners.len() + open_only.len()) as u64;
-    let mut step = 0u64;
+    let mut saving = Saving {
+        writer,
+        saved: Saved::default(),
+        handled: HashSet::new(),
+        step: 0,
+    };
     for owner in owners {
-        step += 1;
-        progress(SalvageProgress {
-            phase: Phase::Write,
-            done: step,
-            total,
-        });
+        saving.step(total, progress);
         let Some(id) = old_handle(context.database_id, owner) else {
             continue;
         };
-        if !done.insert(id) {
+        if !saving.handled.insert(id) {
             continue;
         }
         let evidence = decide::home_evidence(reader, catalogue, owner.home_page, owner.home_slot)?;
-        let plan = decide::plan(
-            catalogue,
-            *owner,
-            &context.collected.candidates[owner],
-            evidence,
-        );
-        match carry_out(context, reader, id, plan, findings)? {
+        let candidates = &context.collected.candidates[owner];
+        let plan = decide::plan(catalogue, *owner, candidates, evidence);
+        let outcome = carry_out(context, reader, id, plan, findings)?;
+        saving.record(catalogue, id, outcome, findings)?;
+    }
+    for id in open_only {
+        saving.step(total, progress);
+        if saving.handled.insert(id)
+            && let Some((node, len)) = open_copy(context.opened, id)
+        {
+            let outcome = Outcome::Saved {
+                node,
+                len,
+                from_open: true,
+                older: None,
+            };
+            saving.record(catalogue, id, outcome, findings)?;
+        }
+    }
+    report_missing(context, reader, &saving.handled, findings)?;
+    debug_assert_eq!(saving.writer.saved(), saving.saved.records);
+    Ok((saving.saved, saving.writer))
+}
+
+/// The state of [`save_records`].
+struct Saving {
+    writer: Writer,
+    saved: Saved,
+    /// Records whose outcome is decided (saved, deleted or reported).
+    handled: HashSet<RecordId>,
+    step: u64,
+}
+
+impl Saving {
+    fn step(&mut self, total: u64, progress: &mut dyn FnMut(SalvageProgress)) {
+        self.step += 1;
+        progress(SalvageProgress {
+            phase: Phase::Write,
+            done: self.step,
+            total,
+        });
+    }
+
+    /// Writes or reports one record's outcome.
+    fn record(
+        &mut self,
+        catalogue: &Catalogue,
+        id: RecordId,
+        outcome: Outcome,
+        findings: &mut Findings,
+    ) -> Result<()> {
+        match outcome {
             Outcome::Saved {
                 node,
                 len,
@@ -104,44 +147,24 @@ pub(super) fn save_records(
                 older,
             } => {
                 if let Some((candidate, reason)) = older {
-                    let location = catalogue.location(candidate.version);
                     findings.lose_record(
                         ProblemKind::OlderVersion,
-                        location,
+                        catalogue.location(candidate.version),
                         id,
                         format!("saved an older version: {reason}"),
                     );
                 }
-                saved.records += 1;
-                saved.from_open += u64::from(from_open);
-                writer.add(id, node, len)?;
+                self.saved.records += 1;
+                self.saved.from_open += u64::from(from_open);
+                self.writer.add(id, node, len)?;
             }
-            Outcome::Deleted => saved.deleted += 1,
+            Outcome::Deleted => self.saved.deleted += 1,
             Outcome::Lost(why) => {
                 findings.lose_record(why.kind, (why.file, why.offset), id, why.detail);
             }
         }
+        Ok(())
     }
-    for id in open_only {
-        step += 1;
-        progress(SalvageProgress {
-            phase: Phase::Write,
-            done: step,
-            total,
-        });
-        if done.contains(&id) {
-            continue;
-        }
-        if let Some((node, len)) = open_copy(context.opened, id) {
-            done.insert(id);
-            saved.records += 1;
-            saved.from_open += 1;
-            writer.add(id, node, len)?;
-        }
-    }
-    report_missing(context, reader, &done, findings)?;
-    debug_assert_eq!(writer.saved(), saved.records);
-    Ok((saved, writer))
 }
 
 fn old_handle(database: DatabaseId, owner: &Owner) -> Option<RecordId> {
@@ -207,7 +230,8 @@ fn carry_out(
     }
 }
 
-/// Tries `order` (newest first) and picks the copy to save.
+/// Tries `order` (newest first) and picks the copy to save: the page walk's, or the
+/// read-only open's (see the module docs).
 fn save_from(
     context: &Context<'_>,
     reader: &mut Reader<'_>,
@@ -217,87 +241,88 @@ fn save_from(
     findings: &mut Findings,
 ) -> Result<Outcome> {
     let catalogue = &context.collected.catalogue;
-    let newest_as_of = catalogue.get(order[0].version).as_of;
-    let mut first_failure: Option<Unreadable> = None;
-    let mut found = None;
-    for (rank, candidate) in order.iter().enumerate() {
-        match extract::read_candidate(reader, catalogue, candidate)? {
-            Ok(read) => {
-                found = Some((rank, *candidate, read));
-                break;
-            }
-            Err(why) => {
-                first_failure.get_or_insert(why);
-            }
+    let newest = order[0];
+    let (found, failure) = first_readable(reader, catalogue, order)?;
+    let failure_text = failure.as_ref().map(|why| {
+        format!(
+            "its newest version (LSN {}) could not be read: {}",
+            catalogue.get(newest.version).lsn.0,
+            why.detail
+        )
+    });
+    // Why what is saved may be older than the record's current version, if it may be.
+    let older = match &found {
+        Some((0, _, _)) => older,
+        Some((_, candidate, _)) => {
+            let same = if candidate.content == newest.content {
+                " (the version saved has the same slot, so its bytes are likely the same, but \
+                 that cannot be proved)"
+            } else {
+                ""
+            };
+            failure_text.clone().map(|text| format!("{text}{same}"))
         }
-    }
-    let failure_text = |failure: &Option<Unreadable>| {
-        failure.as_ref().map_or(String::new(), |why| {
-            format!(
-                "its newest version (LSN {}) could not be read: {}",
-                catalogue.get(order[0].version).lsn.0,
-                why.detail
-            )
-        })
+        None => failure_text.clone(),
     };
-    let open_is_current = open_covers(context.opened, id, newest_as_of);
-    let Some((rank, candidate, read)) = found else {
-        if let Some(outcome) = open_copy(context.opened, id) {
-            let (node, len) = outcome;
-            let older = (!open_is_current).then(|| (order[0], failure_text(&first_failure)));
-            return Ok(Outcome::Saved {
-                node,
-                len,
-                from_open: true,
-                older,
-            });
+    let open_crc = context.opened.and_then(|opened| opened.crcs.get(&id));
+    let use_open = match &found {
+        None => open_crc.is_some(),
+        Some((rank, candidate, read)) => {
+            let as_of = catalogue.get(candidate.version).as_of;
+            let agrees = *rank == 0
+                && older.is_none()
+                && open_crc.is_some_and(|crc| *crc == crc32fast::hash(&read.bytes));
+            open_covers(context.opened, id, as_of) && !agrees
         }
-        let why = first_failure.unwrap_or(Unreadable {
+    };
+    if use_open && let Some((node, len)) = open_copy(context.opened, id) {
+        if matches!(found, Some((0, _, _))) && older.is_none() {
+            self_check_note(findings, id, "the page walk read other bytes");
+        }
+        let current = open_covers(context.opened, id, catalogue.get(newest.version).as_of);
+        let reason = older.unwrap_or_else(|| "its newest version could not be read".to_string());
+        return Ok(Outcome::Saved {
+            node,
+            len,
+            from_open: true,
+            older: (!current).then_some((newest, reason)),
+        });
+    }
+    Ok(match found {
+        Some((_, candidate, read)) => Outcome::Saved {
+            len: read.bytes.len(),
+            node: read.node,
+            from_open: false,
+            older: older.map(|reason| (candidate, reason)),
+        },
+        None => Outcome::Lost(failure.unwrap_or(Unreadable {
             kind: ProblemKind::Undecodable,
             file: crate::pager::PAGE_FILE_NAME,
             offset: 0,
             detail: "no version reads".to_string(),
-        });
-        return Ok(Outcome::Lost(why));
-    };
-    let as_of = catalogue.get(candidate.version).as_of;
-    let older_reason = if rank > 0 {
-        let same = if candidate.content == order[0].content {
-            " (the version saved has the same slot, so its bytes are likely the same, but \
-             that cannot be proved)"
-        } else {
-            ""
-        };
-        Some(format!("{}{same}", failure_text(&first_failure)))
-    } else {
-        older
-    };
-    if open_covers(context.opened, id, as_of) {
-        let same = rank == 0
-            && older_reason.is_none()
-            && context
-                .opened
-                .and_then(|opened| opened.crcs.get(&id))
-                .is_some_and(|crc| *crc == crc32fast::hash(&read.bytes));
-        if !same && let Some((node, len)) = open_copy(context.opened, id) {
-            if rank == 0 && older_reason.is_none() {
-                self_check_note(findings, id, "the page walk read other bytes");
+        })),
+    })
+}
+
+/// A read version: its rank in the order tried, its candidate, and what was read.
+type Found = (usize, Candidate, extract::Read);
+
+/// The first of `order` that reads whole, and why the first that failed did.
+fn first_readable(
+    reader: &mut Reader<'_>,
+    catalogue: &Catalogue,
+    order: &[Candidate],
+) -> Result<(Option<Found>, Option<Unreadable>)> {
+    let mut failure = None;
+    for (rank, candidate) in order.iter().enumerate() {
+        match extract::read_candidate(reader, catalogue, candidate)? {
+            Ok(read) => return Ok((Some((rank, *candidate, read)), failure)),
+            Err(why) => {
+                failure.get_or_insert(why);
             }
-            let older = (!open_is_current).then(|| (order[0], failure_text(&first_failure)));
-            return Ok(Outcome::Saved {
-                node,
-                len,
-                from_open: true,
-                older,
-            });
         }
     }
-    Ok(Outcome::Saved {
-        len: read.bytes.len(),
-        node: read.node,
-        from_open: false,
-        older: older_reason.map(|reason| (candidate, reason)),
-    })
+    Ok((None, failure))
 }
 
 fn self_check_note(findings: &mut Findings, id: RecordId, what: &str) {
@@ -312,11 +337,11 @@ fn self_check_note(findings: &mut Findings, id: RecordId, what: &str) {
     );
 }
 
-/// Reports every live home slot of every handle page whose record was not saved.
+/// Reports every live home slot of every handle page whose record was not handled.
 fn report_missing(
     context: &Context<'_>,
     reader: &mut Reader<'_>,
-    saved: &HashSet<RecordId>,
+    handled: &HashSet<RecordId>,
     findings: &mut Findings,
 ) -> Result<()> {
     let catalogue = &context.collected.catalogue;
@@ -343,7 +368,7 @@ fn report_missing(
             let Some(id) = RecordId::new(context.database_id, page, slot, home.serial) else {
                 continue;
             };
-            if saved.contains(&id) || reported.contains(&id) {
+            if handled.contains(&id) || reported.contains(&id) {
                 continue;
             }
             let evidence = HomeEvidence {

@@ -381,75 +381,93 @@ fn judge(
             .unwrap_or(Lsn(0));
         proof_from[index] = proof_from[index + 1].max(claimed);
     }
-    let mut committed = history.base_lsn.unwrap_or(Lsn(0));
-    let mut last_lsn = committed;
-    let mut last_end = WAL_HEADER_SIZE as u64;
-    let mut pending_stop: Option<ScanStop> = None;
+    let mut log = LogEnd {
+        committed: history.base_lsn.unwrap_or(Lsn(0)),
+        last_lsn: history.base_lsn.unwrap_or(Lsn(0)),
+        end: WAL_HEADER_SIZE as u64,
+        stop: None,
+    };
     for (index, chain) in found.into_iter().enumerate() {
         let first = chain.segment.first_lsn();
         let starts_log = history.segments.is_empty() && history.base_lsn.is_none();
-        let accepted = chain.gap_from.is_none()
-            || starts_log
-            || (proof_from[index] > committed && first > last_lsn);
-        let Some(gap_from) = chain.gap_from else {
-            pending_stop = Some(chain.stop.clone());
-            keep(history, chain.segment, &mut committed, &mut last_lsn);
-            last_end = history.segments.last().map_or(last_end, Segment::end);
-            continue;
-        };
-        if !accepted {
-            note_unused(&chain.segment, findings);
-            continue;
-        }
-        let gap_to = chain
-            .segment
-            .frames
-            .first()
-            .map_or(gap_from, |frame| frame.offset);
-        if starts_log && history.segments.is_empty() {
-            if gap_to > WAL_HEADER_SIZE as u64 {
-                findings.lose(
-                    ProblemKind::DamagedWal,
-                    WAL_FILE_NAME,
-                    WAL_HEADER_SIZE as u64,
-                    format!(
-                        "bytes {}..{gap_to} of the WAL do not verify: the frames there, before \
-                         LSN {}, are lost",
-                        WAL_HEADER_SIZE, first.0
-                    ),
-                );
+        if chain.gap_from.is_some() && !starts_log {
+            if proof_from[index] <= log.committed || first <= log.last_lsn {
+                note_unused(&chain.segment, findings);
+                continue;
             }
-        } else {
             if let Some(previous) = history.segments.last_mut() {
                 previous.tail_committed = true;
             }
-            findings.lose(
-                ProblemKind::DamagedWal,
-                WAL_FILE_NAME,
-                gap_from.max(last_end),
-                format!(
-                    "bytes {}..{gap_to} of the WAL do not verify, yet later frames prove the \
-                     log went on: the frames there (LSN {} to {}) are lost",
-                    gap_from.max(last_end),
-                    last_lsn.next().0,
-                    first.0.saturating_sub(1)
-                ),
-            );
+            report_gap(&log, &chain.segment, findings);
+        } else if chain.gap_from.is_some() {
+            report_lost_start(&chain.segment, findings);
         }
-        pending_stop = Some(chain.stop.clone());
-        keep(history, chain.segment, &mut committed, &mut last_lsn);
-        last_end = history.segments.last().map_or(last_end, Segment::end);
+        log.keep(history, chain.segment, chain.stop);
     }
-    note_end(history, pending_stop, shm_proof, committed, findings);
+    note_end(history, log.stop, shm_proof, log.committed, findings);
 }
 
-fn keep(history: &mut WalHistory, segment: Segment, committed: &mut Lsn, last_lsn: &mut Lsn) {
-    if let Some(commit) = segment.last_commit() {
-        *committed = commit;
+/// Where the log, as judged so far, ends.
+struct LogEnd {
+    /// Its last commit.
+    committed: Lsn,
+    /// Its last frame's LSN.
+    last_lsn: Lsn,
+    /// The offset after its last frame.
+    end: u64,
+    /// Why its last chain stopped.
+    stop: Option<ScanStop>,
+}
+
+impl LogEnd {
+    /// Adds a chain to the log.
+    fn keep(&mut self, history: &mut WalHistory, segment: Segment, stop: ScanStop) {
+        self.stop = Some(stop);
+        if let Some(commit) = segment.last_commit() {
+            self.committed = commit;
+        }
+        if !segment.frames.is_empty() {
+            self.last_lsn = segment.last_lsn();
+            self.end = segment.end();
+            history.segments.push(segment);
+        }
     }
-    if !segment.frames.is_empty() {
-        *last_lsn = segment.last_lsn();
-        history.segments.push(segment);
+}
+
+/// Reports the damaged bytes between the log so far and a chain proved to continue it.
+fn report_gap(log: &LogEnd, segment: &Segment, findings: &mut Findings) {
+    let gap_to = segment.frames.first().map_or(log.end, |frame| frame.offset);
+    findings.lose(
+        ProblemKind::DamagedWal,
+        WAL_FILE_NAME,
+        log.end,
+        format!(
+            "bytes {}..{gap_to} of the WAL do not verify, yet later frames prove the log went \
+             on: the frames there (LSN {} to {}) are lost",
+            log.end,
+            log.last_lsn.next().0,
+            segment.first_lsn().0.saturating_sub(1)
+        ),
+    );
+}
+
+/// Reports damaged bytes between a damaged header and the first chain found.
+fn report_lost_start(segment: &Segment, findings: &mut Findings) {
+    let gap_to = segment
+        .frames
+        .first()
+        .map_or(WAL_HEADER_SIZE as u64, |frame| frame.offset);
+    if gap_to > WAL_HEADER_SIZE as u64 {
+        findings.lose(
+            ProblemKind::DamagedWal,
+            WAL_FILE_NAME,
+            WAL_HEADER_SIZE as u64,
+            format!(
+                "bytes {WAL_HEADER_SIZE}..{gap_to} of the WAL do not verify: the frames there, \
+                 before LSN {}, are lost",
+                segment.first_lsn().0
+            ),
+        );
     }
 }
 
