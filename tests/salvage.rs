@@ -477,6 +477,168 @@ fn a_destination_that_is_not_empty_or_is_the_source_is_refused() {
     assert!(matches!(missing, Err(Error::InvalidArgument(_))));
 }
 
+#[test]
+fn an_empty_database_salvages_into_an_empty_database() {
+    let vfs = MemFs::new();
+    StorageEngine::open_with(Path::new(SOURCE), options(&vfs))
+        .expect("open")
+        .close()
+        .expect("close");
+    let report = run(&vfs, "/new");
+    assert!(report.is_complete(), "{:#?}", report.lost);
+    assert_eq!(report.records_saved, 0);
+    assert!(saved(&vfs, "/new").is_empty());
+}
+
+/// The first handle page of the database, whose only version is in `pages.db`.
+fn handle_page(vfs: &MemFs) -> u64 {
+    let engine =
+        StorageEngine::open_with(Path::new(SOURCE), options(vfs).read_only()).expect("open");
+    (2..engine.page_count())
+        .find(|raw| {
+            engine.read_page_image(PageId(*raw)).expect("page").page_type()
+                == Some(PageType::Handles)
+        })
+        .expect("a handle page")
+}
+
+#[test]
+fn a_damaged_handle_page_loses_nothing_records_keep_their_handles() {
+    let vfs = MemFs::new();
+    let model = mixed_database(&vfs);
+    StorageEngine::open_with(Path::new(SOURCE), options(&vfs))
+        .expect("open")
+        .close()
+        .expect("checkpoint and close");
+    let page = handle_page(&vfs);
+    flip(&vfs, "pages.db", page as usize * PAGE_SIZE + 100);
+    let report = run(&vfs, "/new");
+    assert!(report.is_complete(), "{:#?}", report.lost);
+    assert!(
+        report.notes.iter().any(|note| note.kind == ProblemKind::DamagedPage
+            && note.offset == page * PAGE_SIZE as u64),
+        "the damage is noted: {:#?}",
+        report.notes
+    );
+    assert_eq!(saved(&vfs, "/new"), model.live);
+}
+
+#[test]
+fn a_damaged_wal_header_still_gives_its_frames() {
+    let vfs = MemFs::new();
+    let model = mixed_database(&vfs);
+    flip(&vfs, "wal.log", 2);
+    let report = run(&vfs, "/new");
+    assert!(report.is_complete(), "{:#?}", report.lost);
+    assert_eq!(saved(&vfs, "/new"), model.live);
+}
+
+#[test]
+fn a_compacted_database_salvages_whole() {
+    let vfs = MemFs::new();
+    let mut model = mixed_database(&vfs);
+    let engine = StorageEngine::open_with(Path::new(SOURCE), options(&vfs)).expect("open");
+    let doomed: Vec<RecordId> = model.live.keys().copied().step_by(2).collect();
+    for id in doomed {
+        model.delete(&engine, id);
+    }
+    engine.compact().expect("compact");
+    let extra = model.store(&engine, node("after compaction", 25_000));
+    drop(engine);
+    let report = run(&vfs, "/new");
+    assert!(report.is_complete(), "{:#?}", report.lost);
+    let saved = saved(&vfs, "/new");
+    assert_eq!(saved, model.live);
+    assert!(saved.contains_key(&extra));
+}
+
+#[test]
+fn frames_of_a_transaction_that_never_committed_are_not_saved() {
+    let vfs = MemFs::new();
+    let (model, ids, _) = logged_database(&vfs, 5, 5);
+    let commits = commit_offsets(&vfs);
+    let last_commit_start = {
+        let engine =
+            StorageEngine::open_with(Path::new(SOURCE), options(&vfs).read_only()).expect("open");
+        let frames = engine.wal_frames().expect("frames");
+        frames
+            .frames
+            .iter()
+            .rfind(|frame| frame.kind == mentedb_storage::WalEntryType::Commit)
+            .expect("a commit")
+            .offset
+    };
+    assert_eq!(commits.len(), 5);
+    let wal = Path::new(SOURCE).join("wal.log");
+    let mut bytes = vfs.file_bytes(&wal).expect("wal");
+    bytes.truncate(last_commit_start as usize);
+    vfs.set_file_bytes(&wal, bytes);
+    vfs.remove_file(&Path::new(SOURCE).join("wal.shm"))
+        .expect("no durable record: a crash before the sync");
+    let report = run(&vfs, "/new");
+    assert!(report.is_complete(), "{:#?}", report.lost);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|note| note.detail.contains("never committed")),
+        "{:#?}",
+        report.notes
+    );
+    let expected: BTreeMap<RecordId, MemoryNode> = ids[..9]
+        .iter()
+        .map(|id| (*id, model.live[id].clone()))
+        .collect();
+    assert_eq!(saved(&vfs, "/new"), expected);
+}
+
+#[test]
+fn a_record_deleted_after_damaged_wal_frames_is_not_brought_back() {
+    let vfs = MemFs::new();
+    let engine = StorageEngine::open_with(Path::new(SOURCE), options(&vfs)).expect("open");
+    let mut model = Model::default();
+    let ids: Vec<RecordId> = (0..10)
+        .map(|index| model.store(&engine, node(&format!("kept {index}"), 800)))
+        .collect();
+    engine.checkpoint().expect("checkpoint");
+    let start = engine.wal_bytes();
+    model.delete(&engine, ids[3]);
+    for index in 0..5 {
+        model.store(&engine, node(&format!("later {index}"), 800));
+    }
+    drop(engine);
+    // Damage the delete's frame of the record page (its first change since the checkpoint:
+    // a full image).
+    let record_page = *record_pages(&vfs)[&ids[4]].first().expect("record page");
+    let frame = {
+        let engine =
+            StorageEngine::open_with(Path::new(SOURCE), options(&vfs).read_only()).expect("open");
+        engine
+            .wal_frames()
+            .expect("frames")
+            .frames
+            .into_iter()
+            .find(|frame| frame.offset >= start && frame.page.0 == record_page)
+            .expect("the delete's frame of the record page")
+    };
+    assert_eq!(frame.kind, mentedb_storage::WalEntryType::PageImage);
+    flip(&vfs, "wal.log", frame.offset as usize + 60);
+    let report = run(&vfs, "/new");
+    let saved = saved(&vfs, "/new");
+    assert!(!saved.contains_key(&ids[3]), "the deleted record stays deleted");
+    for id in ids.iter().filter(|id| **id != ids[3]) {
+        assert_eq!(saved.get(id), Some(&model.live[id]), "{id}");
+    }
+    assert!(
+        report
+            .lost
+            .iter()
+            .any(|lost| lost.kind == ProblemKind::DamagedWal),
+        "{:#?}",
+        report.lost
+    );
+}
+
 /// Deterministic pseudo-random numbers (splitmix64).
 struct Rng(u64);
 
