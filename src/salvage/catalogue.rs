@@ -367,3 +367,98 @@ fn image_page(
     }
     Ok(page)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::salvage::wal_read::Segment;
+
+    fn frame(lsn: u64) -> FrameInfo {
+        FrameInfo {
+            offset: lsn * 100,
+            total_len: 100,
+            crc: 0,
+            lsn: Lsn(lsn),
+            durable_lsn: Lsn(0),
+            page: PageId(9),
+            prev_crc: 0,
+            kind: WalEntryType::PageDelta,
+        }
+    }
+
+    /// A catalogue of a page file complete at LSN 10 and a WAL holding LSN 11..=20 and
+    /// 25..=30 (21..=24 damaged).
+    fn catalogue() -> Catalogue {
+        let segment = |lsns: std::ops::RangeInclusive<u64>| Segment {
+            frames: lsns.map(frame).collect(),
+            committed: 0,
+            tail_committed: false,
+        };
+        let history = WalHistory {
+            segments: vec![segment(11..=20), segment(25..=30)],
+            ..WalHistory::default()
+        };
+        Catalogue::new(Lsn(10), &history)
+    }
+
+    fn version(page: u64, lsn: u64, source: Source, snapshot: bool) -> Version {
+        Version {
+            page: PageId(page),
+            lsn: Lsn(lsn),
+            as_of: Lsn(lsn),
+            source,
+            kind: Some(PageType::Overflow),
+            snapshot,
+        }
+    }
+
+    #[test]
+    fn coverage_is_every_lsn_read_in_between() {
+        let catalogue = catalogue();
+        assert!(catalogue.covered(Lsn(10), Lsn(20)));
+        assert!(catalogue.covered(Lsn(12), Lsn(15)));
+        assert!(catalogue.covered(Lsn(24), Lsn(30)));
+        assert!(catalogue.covered(Lsn(5), Lsn(5)), "an empty span");
+        assert!(
+            !catalogue.covered(Lsn(9), Lsn(11)),
+            "LSN 10 is not in the WAL"
+        );
+        assert!(!catalogue.covered(Lsn(15), Lsn(26)), "21..=24 are damaged");
+        assert!(!catalogue.covered(Lsn(25), Lsn(31)), "past the log");
+    }
+
+    #[test]
+    fn a_version_is_the_state_at_a_commit_only_if_nothing_in_between_can_be_missed() {
+        let mut catalogue = catalogue();
+        let snapshot = catalogue.push(version(3, 4, Source::PageFile, true));
+        let wal = Source::Wal { image: 0, upto: 0 };
+        let logged = catalogue.push(version(4, 12, wal, false));
+        // The page file's copy holds up to the snapshot and through the WAL read after it.
+        assert_eq!(catalogue.state_at(PageId(3), Lsn(9)), Ok(snapshot));
+        assert_eq!(catalogue.state_at(PageId(3), Lsn(20)), Ok(snapshot));
+        assert!(
+            catalogue.state_at(PageId(3), Lsn(26)).is_err(),
+            "damage between"
+        );
+        assert_eq!(catalogue.state_at(PageId(4), Lsn(18)), Ok(logged));
+        assert!(
+            catalogue.state_at(PageId(4), Lsn(11)).is_err(),
+            "not yet written"
+        );
+        assert!(
+            catalogue.state_at(PageId(5), Lsn(11)).is_err(),
+            "no version"
+        );
+        let newer = catalogue.push(version(4, 27, wal, false));
+        assert_eq!(catalogue.state_at(PageId(4), Lsn(29)), Ok(newer));
+        assert!(
+            catalogue.state_at(PageId(4), Lsn(24)).is_err(),
+            "12 may be stale by 24"
+        );
+        let mut unreadable = version(6, 14, wal, false);
+        unreadable.kind = None;
+        catalogue.push(unreadable);
+        assert!(catalogue.state_at(PageId(6), Lsn(15)).is_err());
+        assert_eq!(catalogue.newest(PageId(4)), Some(newer));
+    }
+}

@@ -587,3 +587,7 @@ pub(super) fn read_payload(
     });
     Ok(checked)
 }
+
+#[cfg(test)]
+#[path = "wal_read_tests.rs"]
+mod tests;
