@@ -496,7 +496,10 @@ fn handle_page(vfs: &MemFs) -> u64 {
         StorageEngine::open_with(Path::new(SOURCE), options(vfs).read_only()).expect("open");
     (2..engine.page_count())
         .find(|raw| {
-            engine.read_page_image(PageId(*raw)).expect("page").page_type()
+            engine
+                .read_page_image(PageId(*raw))
+                .expect("page")
+                .page_type()
                 == Some(PageType::Handles)
         })
         .expect("a handle page")
@@ -515,8 +518,11 @@ fn a_damaged_handle_page_loses_nothing_records_keep_their_handles() {
     let report = run(&vfs, "/new");
     assert!(report.is_complete(), "{:#?}", report.lost);
     assert!(
-        report.notes.iter().any(|note| note.kind == ProblemKind::DamagedPage
-            && note.offset == page * PAGE_SIZE as u64),
+        report
+            .notes
+            .iter()
+            .any(|note| note.kind == ProblemKind::DamagedPage
+                && note.offset == page * PAGE_SIZE as u64),
         "the damage is noted: {:#?}",
         report.notes
     );
@@ -625,7 +631,10 @@ fn a_record_deleted_after_damaged_wal_frames_is_not_brought_back() {
     flip(&vfs, "wal.log", frame.offset as usize + 60);
     let report = run(&vfs, "/new");
     let saved = saved(&vfs, "/new");
-    assert!(!saved.contains_key(&ids[3]), "the deleted record stays deleted");
+    assert!(
+        !saved.contains_key(&ids[3]),
+        "the deleted record stays deleted"
+    );
     for id in ids.iter().filter(|id| **id != ids[3]) {
         assert_eq!(saved.get(id), Some(&model.live[id]), "{id}");
     }
@@ -637,6 +646,84 @@ fn a_record_deleted_after_damaged_wal_frames_is_not_brought_back() {
         "{:#?}",
         report.lost
     );
+}
+
+/// `MemFs` that refuses, and counts, every change asked of the source directory: opening one
+/// of its files for writing, creating, removing or renaming in it, syncing it.
+#[derive(Debug)]
+struct GuardedFs {
+    inner: MemFs,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl GuardedFs {
+    fn guard(&self, path: &Path) -> std::io::Result<()> {
+        if path.starts_with(SOURCE) {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("{} is the source (test)", path.display()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Vfs for GuardedFs {
+    fn open_file(
+        &self,
+        path: &Path,
+        mode: mentedb_storage::vfs::OpenMode,
+    ) -> std::io::Result<Box<dyn mentedb_storage::vfs::VfsFile>> {
+        if mode != mentedb_storage::vfs::OpenMode::ReadOnly {
+            self.guard(path)?;
+        }
+        self.inner.open_file(path, mode)
+    }
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.guard(path)?;
+        self.inner.create_dir_all(path)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.guard(path)?;
+        self.inner.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.guard(from)?;
+        self.guard(to)?;
+        self.inner.rename(from, to)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+        self.inner.list_dir(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.guard(path)?;
+        self.inner.sync_dir(path)
+    }
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        self.inner.exists(path)
+    }
+}
+
+#[test]
+fn salvage_asks_for_no_change_to_the_source() {
+    let vfs = MemFs::new();
+    let model = mixed_database(&vfs);
+    flip(&vfs, "wal.log", 5000);
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let guarded = GuardedFs {
+        inner: vfs.clone(),
+        refused: Arc::clone(&refused),
+    };
+    let options = Options::default().vfs(Arc::new(guarded));
+    let report = salvage::salvage(Path::new(SOURCE), Path::new("/new"), options)
+        .expect("salvage through a file system that refuses changes to the source");
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 0);
+    for (id, node) in saved(&vfs, "/new") {
+        assert!(model.versions[&id].contains(&node), "{id}");
+    }
+    assert!(report.records_saved > 0);
 }
 
 /// Deterministic pseudo-random numbers (splitmix64).
