@@ -2,8 +2,10 @@
 //! into a new database, and report what could not be saved (what SQLite's `.recover` does
 //! for SQLite files).
 //!
-//! [`salvage`] never changes the source: every file is opened read-only. It refuses a
-//! destination that exists and is not empty, creates a new database there, stores the saved
+//! [`salvage`] never changes the source: every file is opened read-only (run it on a
+//! database no process is writing: a copy, or one whose users are stopped; it takes no lock
+//! for its whole run). It refuses a destination that exists and is not empty or lies inside
+//! the source, creates a new database there, stores the saved
 //! records in it (with new handles), and writes [`MAP_FILE_NAME`] there: one line per saved
 //! record, its old handle and its new one in their text form (`RecordId`'s `Display`),
 //! separated by a space and sorted by old handle, so that embedders can fix their own
@@ -39,12 +41,23 @@
 //! an operator salvages to get back as much as possible, and the report says exactly
 //! which records are older. A record a newer handle page shows deleted is never saved.
 //!
+//! # Why frames after WAL damage help less than one would hope
+//! A delta frame carries changed byte ranges, not the page they apply to. After damaged
+//! frames the base of a delta is unknown (a change to the same page may be in the damage),
+//! so the version it makes is unreadable; what helps are full page images after the damage
+//! (a page's first change after a checkpoint, a large change, or a page whose chain of
+//! deltas grew long). Likewise an overflow page names no owner, so a chain page is trusted
+//! only where the salvage can prove which version of it the record's commit saw
+//! (`catalogue`); where WAL damage lies in between, the record's older version is saved.
+//!
 //! # What counts as lost
 //! The report ([`SalvageReport`]) lists as lost: a page whose newest version does not
-//! verify (unless the space map shows it free), damaged WAL frames that later durable
-//! frames prove were part of the log, and each record that could not be saved or was
-//! saved only in an older version, with its file, offset and why. Damage that costs
-//! nothing (an old copy the WAL supersedes, a torn WAL tail a crash left) is a note.
+//! verify (unless it is a handle or space map page, which hold no record bytes, or the
+//! space map shows it free), damaged WAL frames that later durable frames (or `wal.shm`)
+//! prove were part of the log, and each record that could not be saved or was saved only
+//! in an older version, with its file, offset and why. Damage that costs nothing (an old
+//! copy the WAL supersedes, a torn WAL tail a crash left) is a note. Exit status of the
+//! `mentedb-storage salvage` command: 0 when nothing was lost, 1 otherwise.
 //!
 //! # Memory
 //! Pages are read one at a time (a few dozen rebuilt versions are cached); what grows with
@@ -62,7 +75,7 @@ mod wal_read;
 mod write;
 
 pub use report::{ProblemKind, SalvageProblem, SalvageReport};
-pub use write::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, MAP_FILE_NAME};
+pub use write::MAP_FILE_NAME;
 
 use crate::StorageEngine;
 use crate::engine::Options;
@@ -307,7 +320,7 @@ fn open_read_only(
 
 /// What the read-only open of the source gave.
 #[derive(Debug)]
-pub(crate) struct Opened {
+struct Opened {
     /// The open engine (for loading the records it has).
     engine: StorageEngine,
     /// The CRC32 of each record it returned.

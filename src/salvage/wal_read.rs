@@ -116,9 +116,12 @@ impl WalHistory {
             .segments
             .iter()
             .find(|segment| segment.first_lsn() <= lsn && lsn <= segment.last_lsn())?;
-        segment.frames[..segment.committed]
+        let committed = &segment.frames[..segment.committed];
+        // LSNs increase along a segment: start the search at `lsn`.
+        let from = committed.partition_point(|frame| frame.lsn < lsn);
+        committed[from..]
             .iter()
-            .find(|frame| frame.kind == WalEntryType::Commit && frame.lsn >= lsn)
+            .find(|frame| frame.kind == WalEntryType::Commit)
             .map(|frame| frame.lsn)
     }
 
