@@ -46,13 +46,13 @@ impl Bars {
             .is_none_or(|(shown, _)| *shown != phase)
         {
             self.finish();
-            let label = match phase {
-                Phase::Wal => "salvage: WAL pages",
-                Phase::PageFile => "salvage: pages.db",
-                Phase::Write => "salvage: records",
-                _ => "salvage",
+            let (label, unit) = match phase {
+                Phase::Wal => ("salvage: WAL", "pages"),
+                Phase::PageFile => ("salvage: pages.db", "pages"),
+                Phase::Write => ("salvage: writing", "records"),
+                _ => ("salvage", "records"),
             };
-            self.current = Some((phase, ProgressBar::new(label)));
+            self.current = Some((phase, ProgressBar::counting(label, unit)));
         }
         if let Some((_, bar)) = &mut self.current {
             bar.update(done, total);
