@@ -55,6 +55,7 @@ pub mod page;
 pub mod pager;
 pub mod record_id;
 pub mod record_map;
+pub mod salvage;
 pub mod sched;
 pub mod slotted;
 pub mod space_map;

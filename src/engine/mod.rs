@@ -70,7 +70,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use txn::Txn;
-use view::{CacheUpdate, SharedCounter, View};
+/// `SharedCounter` is also for salvage, which reads the durable-LSN record of `wal.shm`.
+pub(crate) use view::SharedCounter;
+use view::{CacheUpdate, View};
 
 /// How often a read retries after meeting another process's WAL reset.
 const READ_ATTEMPTS_MAX: u32 = 16;

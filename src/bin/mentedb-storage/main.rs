@@ -1,12 +1,15 @@
 //! `mentedb-storage`: the operator's tool for a mentedb-storage database directory.
 //!
-//! `verify`, `stats`, `dump`, `backup`, `restore`, `checkpoint`, `compact`. Every command that reads
-//! a database opens it as any process would (recovery included; other processes may keep
-//! using it). Exit codes: 0 success (and a clean `verify`), 1 `verify` found problems,
+//! `verify`, `stats`, `dump`, `backup`, `restore`, `checkpoint`, `compact`, `salvage`. Every
+//! command that reads a database opens it as any process would (recovery included; other
+//! processes may keep using it), except `verify`, `stats`, `dump` and `salvage`, which open
+//! it read-only and change nothing. Exit codes: 0 success (and a clean `verify`, a `salvage`
+//! that lost nothing), 1 `verify` found problems or `salvage` could not save something,
 //! 2 an error — printed as one line saying what failed, on which file, and what to do.
 
 mod json;
 mod progress;
+mod salvage;
 
 use clap::{Parser, Subcommand};
 use json::Json;
@@ -86,6 +89,20 @@ enum Command {
     Checkpoint {
         /// The database directory.
         dir: PathBuf,
+    },
+    /// Copy every record of a damaged database that can still be read and verified (pages
+    /// of pages.db and WAL frames, also past damage) into a new database, and report what
+    /// could not be saved, with file and offset. The source is only read. Handles change:
+    /// <NEW_DIR>/salvage-map.txt lists each saved record's old and new handle. Exit code 0
+    /// nothing lost, 1 something could not be saved.
+    Salvage {
+        /// The damaged database directory (only read).
+        dir: PathBuf,
+        /// The directory for the new database (must be new or empty).
+        new_dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Move records from the end of the file into free room nearer its start and give the
     /// freed tail back to the file system (online: others may keep using the database;
@@ -202,6 +219,7 @@ fn run(command: Command) -> Result<ExitCode, Error> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Salvage { dir, new_dir, json } => salvage::run(&dir, &new_dir, json),
         Command::Checkpoint { dir } => {
             let engine = open(&dir)?;
             engine.checkpoint()?;

@@ -10,15 +10,22 @@ const BAR_WIDTH: u64 = 30;
 /// A progress bar for one long operation.
 pub struct ProgressBar {
     label: &'static str,
+    unit: &'static str,
     enabled: bool,
     drawn: Option<Instant>,
 }
 
 impl ProgressBar {
-    /// A bar labelled `label`, shown if standard error is a terminal.
+    /// A bar labelled `label` counting pages, shown if standard error is a terminal.
     pub fn new(label: &'static str) -> ProgressBar {
+        ProgressBar::counting(label, "pages")
+    }
+
+    /// A bar labelled `label` counting `unit`, shown if standard error is a terminal.
+    pub fn counting(label: &'static str, unit: &'static str) -> ProgressBar {
         ProgressBar {
             label,
+            unit,
             enabled: std::io::stderr().is_terminal(),
             drawn: None,
         }
@@ -38,9 +45,10 @@ impl ProgressBar {
         let mut err = std::io::stderr();
         let _ = write!(
             err,
-            "\r{} [{bar}] {:>3}% {done}/{total} pages",
+            "\r{} [{bar}] {:>3}% {done}/{total} {}",
             self.label,
-            done.min(total) * 100 / total
+            done.min(total) * 100 / total,
+            self.unit
         );
         let _ = err.flush();
     }
