@@ -248,6 +248,9 @@ fn the_seeds_that_found_two_restores_sharing_handles_pass() {
             "seed {seed}: {:?}",
             report.outcome
         );
-        assert!(report.restores > 0, "seed {seed} no longer restores a backup");
+        assert!(
+            report.restores > 0,
+            "seed {seed} no longer restores a backup"
+        );
     }
 }

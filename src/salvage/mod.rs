@@ -173,12 +173,17 @@ pub fn salvage_with_progress(
         collected: &collected,
         opened: opened.as_ref(),
         database_id: database_id.unwrap_or(DatabaseId(0)),
+        lineage: files
+            .meta
+            .as_ref()
+            .map(|meta| meta.lineage.clone())
+            .unwrap_or_default(),
     };
     let (saved, writer) =
         save::save_records(&context, &mut reader, writer, &mut findings, progress)?;
     let map_file = writer.finish(&*vfs, dest)?;
     let newest_lsn = [
-        files.meta.map(|meta| meta.checkpoint_lsn),
+        files.meta.as_ref().map(|meta| meta.checkpoint_lsn),
         files.history.newest_commit(),
         opened.as_ref().map(|opened| opened.last_lsn),
     ]
@@ -223,7 +228,7 @@ impl SourceFiles {
         let (meta, metas_damaged) = read_meta(&*page_file, findings)?;
         let shm_durable = read_shm_durable(vfs, source)?;
         let history = wal_read::read_wal(&*wal, shm_durable, findings)?;
-        let snapshot = snapshot_point(meta, &history, &*page_file)?;
+        let snapshot = snapshot_point(meta.clone(), &history, &*page_file)?;
         Ok(SourceFiles {
             page_file,
             wal,
@@ -244,6 +249,7 @@ fn database_identity(
 ) -> Option<DatabaseId> {
     let database_id = files
         .meta
+        .as_ref()
         .map(|meta| meta.alloc.database_id)
         .or(files.history.newest_alloc.map(|alloc| alloc.database_id))
         .or(opened.and_then(|opened| opened.crcs.keys().next().map(|id| id.database())));
@@ -442,7 +448,11 @@ fn read_meta(page_file: &dyn VfsFile, findings: &mut Findings) -> Result<(Option
             });
         }
         match decode_meta_page(&page, id) {
-            Ok(Some(meta)) if newest.is_none_or(|best| meta.generation > best.generation) => {
+            Ok(Some(meta))
+                if newest
+                    .as_ref()
+                    .is_none_or(|best| meta.generation > best.generation) =>
+            {
                 newest = Some(meta);
             }
             Ok(_) => {}

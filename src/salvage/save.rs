@@ -28,8 +28,10 @@ pub(super) struct Context<'a> {
     pub collected: &'a Collected,
     /// The read-only open, if it worked.
     pub opened: Option<&'a Opened>,
-    /// The identity old handles carry.
+    /// The identity old handles carry, and the databases it was restored from (a record
+    /// stored before a restore carries its ancestor's identity).
     pub database_id: DatabaseId,
+    pub lineage: crate::lineage::Lineage,
 }
 
 /// Counts of what was saved.
@@ -81,7 +83,7 @@ pub(super) fn save_records(
     };
     for owner in owners {
         saving.step(total, progress);
-        let Some(id) = old_handle(context.database_id, owner) else {
+        let Some(id) = old_handle(context, owner) else {
             continue;
         };
         if !saving.handled.insert(id) {
@@ -167,8 +169,9 @@ impl Saving {
     }
 }
 
-fn old_handle(database: DatabaseId, owner: &Owner) -> Option<RecordId> {
-    RecordId::new(database, owner.home_page, owner.home_slot, owner.serial)
+fn old_handle(context: &Context<'_>, owner: &Owner) -> Option<RecordId> {
+    let issuer = context.lineage.issuer(context.database_id, owner.serial);
+    RecordId::new(issuer, owner.home_page, owner.home_slot, owner.serial)
 }
 
 /// The read-only open's copy of `id`, with its size, if it returned one.
@@ -365,7 +368,12 @@ fn report_missing(
             let Ok(Some(home)) = handle_page::read(&loaded, slot) else {
                 continue;
             };
-            let Some(id) = RecordId::new(context.database_id, page, slot, home.serial) else {
+            let Some(id) = RecordId::new(
+                context.lineage.issuer(context.database_id, home.serial),
+                page,
+                slot,
+                home.serial,
+            ) else {
                 continue;
             };
             if handled.contains(&id) || reported.contains(&id) {
