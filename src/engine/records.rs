@@ -175,28 +175,35 @@ impl Txn<'_> {
     /// Frees what a record slot's content owns outside its page (an overflow chain).
     fn release(&mut self, content: SlotContent) -> Result<()> {
         if let SlotContent::Overflow { first, len } = content {
-            let page_count = self.alloc.page_count;
-            let chain = overflow_chain(first, len, |id| {
-                if !is_content_page(id, page_count) {
-                    return Err(corrupt(
-                        first,
-                        format!("overflow chain from {first} leaves the file at {id}"),
-                    ));
-                }
-                let page = self.read(id)?;
-                if page.page_type() != Some(PageType::Overflow) {
-                    return Err(corrupt(
-                        id,
-                        format!("{id} is not the overflow page its chain expects"),
-                    ));
-                }
-                Ok(page.next())
-            })?;
+            let chain = self.checked_chain(first, len)?;
             for id in chain {
                 self.free(id)?;
             }
         }
         Ok(())
+    }
+
+    /// The pages of the overflow chain from `first` holding `len` bytes, each checked to
+    /// be an overflow page in the file (a chain that reaches another kind of page is
+    /// corruption: freeing or moving it would destroy that page).
+    fn checked_chain(&self, first: PageId, len: u32) -> Result<Vec<PageId>> {
+        let page_count = self.alloc.page_count;
+        overflow_chain(first, len, |id| {
+            if !is_content_page(id, page_count) {
+                return Err(corrupt(
+                    first,
+                    format!("overflow chain from {first} leaves the file at {id}"),
+                ));
+            }
+            let page = self.read(id)?;
+            if page.page_type() != Some(PageType::Overflow) {
+                return Err(corrupt(
+                    id,
+                    format!("{id} is not the overflow page its chain expects"),
+                ));
+            }
+            Ok(page.next())
+        })
     }
 
     /// The live home slot a handle names.
@@ -387,16 +394,9 @@ impl Txn<'_> {
         let SlotContent::Overflow { first, len } = slot.content else {
             return Ok(false);
         };
-        let page_count = self.alloc.page_count;
-        let chain = overflow_chain(first, len, |page| {
-            if !is_content_page(page, page_count) {
-                return Err(corrupt(
-                    first,
-                    format!("overflow chain from {first} leaves the file at {page}"),
-                ));
-            }
-            Ok(self.read(page)?.next())
-        })?;
+        // Checked as a delete checks it: compaction moved a chain that ran into a record
+        // page and freed that page (found by the salvage work with a hand-made link).
+        let chain = self.checked_chain(first, len)?;
         if chain.iter().all(|page| page.0 < bound) {
             return Ok(false);
         }
@@ -405,6 +405,15 @@ impl Txn<'_> {
             let page = self.read(*page)?;
             let used = (page.count() as usize).min(PAGE_DATA_SIZE);
             bytes.extend_from_slice(&page.bytes()[PAGE_HEADER_SIZE..PAGE_HEADER_SIZE + used]);
+        }
+        if bytes.len() != len as usize {
+            return Err(corrupt(
+                first,
+                format!(
+                    "the overflow chain from {first} holds {} bytes, its record {len}",
+                    bytes.len()
+                ),
+            ));
         }
         for page in &chain {
             self.free(*page)?;
