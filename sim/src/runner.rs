@@ -214,6 +214,8 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         .unwrap_or_else(|| [0, 100_000, 300_000, 600_000][below(&mut *rng, 4) as usize]);
     let switch_ppm = [500_000, 125_000, 15_000, 2_000][below(&mut *rng, 4) as usize];
     let churn = below(&mut *rng, 3) == 0;
+    // Seeds that damage stored bytes also lose a synced log tail now and then.
+    let corrupting = faults.bit_flip_ppm > 0;
     let mut sim = Sim {
         seed,
         schedule: crate::sched::Schedule::new(seed, switch_ppm),
@@ -254,12 +256,12 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
             if chance(&mut *sim.rng, concurrency_ppm) {
                 let count = 2 + below(&mut *sim.rng, GROUP_OPS_MAX as u64 - 1) as usize;
                 let ops = (0..count)
-                    .map(|_| next_op(&mut *sim.rng, processes, churn))
+                    .map(|_| next_op(&mut *sim.rng, processes, churn, corrupting))
                     .collect();
                 sim.execute_group(step, ops)?;
                 step += count;
             } else {
-                let op = next_op(&mut *sim.rng, processes, churn);
+                let op = next_op(&mut *sim.rng, processes, churn, corrupting);
                 sim.execute(step, op)?;
                 step += 1;
             }

@@ -160,6 +160,9 @@ pub enum Op {
     Restore,
     /// Load a handle of another database here, and one of ours there: `NotFound` both.
     ForeignLoad { process: usize, pick: u64 },
+    /// Kill every process, then lose synced bytes at the end of `wal.log` (its evidence in
+    /// `wal.shm` stays): `verify` must report what open refuses, and change nothing.
+    CutLog,
 }
 
 impl Op {
@@ -198,6 +201,7 @@ impl Op {
             Op::PowerLoss => "power loss".to_string(),
             Op::Backup { process } => format!("p{process} backup"),
             Op::Restore => "restore the last backup".to_string(),
+            Op::CutLog => "kill every process and cut wal.log's synced tail".to_string(),
             Op::ForeignLoad { process, pick } => {
                 format!("p{process} load #{pick} of another database (and ours there)")
             }
@@ -208,7 +212,12 @@ impl Op {
 /// Draws the next operation for a run with `processes` simulated processes. With `churn`
 /// (drawn per seed), batches of deletes are five times as common and one in four deletes
 /// everything: stores and deletes of the same data cycle, pages empty and fill again.
-pub fn next_op<R: RngCore + ?Sized>(rng: &mut R, processes: usize, churn: bool) -> Op {
+pub fn next_op<R: RngCore + ?Sized>(
+    rng: &mut R,
+    processes: usize,
+    churn: bool,
+    corrupting: bool,
+) -> Op {
     let process = below(rng, processes as u64) as usize;
     let pick = rng.next_u64();
     let roll = below(rng, 1000);
@@ -274,6 +283,9 @@ pub fn next_op<R: RngCore + ?Sized>(rng: &mut R, processes: usize, churn: bool) 
         910..=969 => Op::Checkpoint { process },
         970..=977 => Op::Reopen { process },
         978..=989 => Op::ProcessCrash { process },
+        // One power loss in eight in seeds with corruption (by the pick: the rest of a
+        // seed's draws stay as they were).
+        _ if corrupting && pick.is_multiple_of(8) => Op::CutLog,
         _ => Op::PowerLoss,
     }
 }
@@ -300,7 +312,10 @@ mod tests {
         let mut first = ChaCha8Rng::seed_from_u64(7);
         let mut second = ChaCha8Rng::seed_from_u64(7);
         for _ in 0..200 {
-            assert_eq!(next_op(&mut first, 3, true), next_op(&mut second, 3, true));
+            assert_eq!(
+                next_op(&mut first, 3, true, true),
+                next_op(&mut second, 3, true, true)
+            );
         }
     }
 

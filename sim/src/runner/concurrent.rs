@@ -343,7 +343,7 @@ impl Sim {
                 | Op::Backup { process }
                 | Op::ForeignLoad { process, .. }
                 | Op::ProcessCrash { process } => acts.push((process, Act::Checkpoint)),
-                Op::PowerLoss | Op::Restore => acts.push((0, Act::Checkpoint)),
+                Op::PowerLoss | Op::Restore | Op::CutLog => acts.push((0, Act::Checkpoint)),
             }
         }
         for (process, pick, stale) in loads {

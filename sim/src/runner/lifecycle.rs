@@ -14,6 +14,13 @@
 //! - **Another database** (`/other`, opened by a process of its own for each check): its
 //!   handles loaded here, and ours loaded there, must give `NotFound`.
 //!
+//! - **A lost log tail** (in seeds that damage stored bytes): every process is killed and
+//!   `wal.log` loses synced bytes at its end while `wal.shm` keeps the evidence (the
+//!   highest LSN made durable). `verify` (read-only) must change no byte and report a lost
+//!   tail exactly when the read-write open refuses the log; if the open accepts it, the
+//!   oracle demands every acknowledged write (found from outside: `verify` said clean over
+//!   1,040 lost acknowledged stores, and open overwrote the evidence).
+//!
 //! Both run with faults paused and no crash armed (backups under faults are the
 //! `backup_restore` fuzz target's; a crash inside a restore is not simulated yet). The
 //! other database is never damaged at rest: the oracle judges only `/db`.
@@ -214,5 +221,94 @@ impl Sim {
                 Err(error) => sim.classify_error(&error),
             }
         })
+    }
+
+    /// Kills every process and cuts `wal.log`'s synced tail (see the module docs).
+    pub(super) fn cut_log(&mut self) -> Step {
+        for pid in 0..self.engines.len() {
+            self.engines[pid] = None;
+            self.fs.kill_process(pid);
+        }
+        let wal = Path::new(DIR).join("wal.log");
+        let header = mentedb_storage::wal::format::WAL_HEADER_SIZE as u64;
+        match self.fs.cut_synced_tail(&wal, header) {
+            Some(cut) => self
+                .trace
+                .push(format!("  wal.log cut at {cut}: synced bytes lost")),
+            None => self.trace.push("  nothing synced to cut".to_string()),
+        }
+        let flagged = self.quietly(|sim| {
+            let files = ["pages.db", "wal.log", "wal.shm"];
+            let bytes = |sim: &Sim| -> Vec<Option<Vec<u8>>> {
+                files
+                    .iter()
+                    .map(|name| sim.fs.file_bytes(&Path::new(DIR).join(name)))
+                    .collect()
+            };
+            let before = bytes(sim);
+            let admin = sim.admin_pid();
+            sim.fs.restart_process(admin);
+            let options = Options::default()
+                .vfs(sim.fs.process(admin))
+                .lock_timeout(SIM_LOCK_TIMEOUT);
+            let report = backup::verify_database(Path::new(DIR), options);
+            if bytes(sim) != before {
+                return Err(broken(
+                    Rule::Detection,
+                    "verify changed the database's files",
+                ));
+            }
+            let report = report
+                .map_err(|error| broken(Rule::Detection, format!("verify failed: {error}")))?;
+            let flagged = report
+                .problems
+                .iter()
+                .any(|problem| problem.file == "wal.log" && problem.detail.contains("lost"));
+            sim.trace.push(format!(
+                "  verify: {} problems{}",
+                report.problems.len(),
+                if flagged {
+                    ", a lost tail among them"
+                } else {
+                    ""
+                }
+            ));
+            Ok(flagged)
+        })?;
+        self.fs.restart_process(0);
+        self.fs.pause_faults(true);
+        let opened = StorageEngine::open_with(Path::new(DIR), self.options(&self.fs, 0));
+        self.fs.pause_faults(self.faults_stopped);
+        match opened {
+            Err(error) if error.is_corruption() => {
+                if !flagged {
+                    return Err(broken(
+                        Rule::Detection,
+                        format!("open refused the log but verify reported no lost tail: {error}"),
+                    ));
+                }
+                Err(Stop::Detected(error.to_string()))
+            }
+            Err(error) => Err(broken(
+                Rule::Liveness,
+                format!("open after the cut failed: {error}"),
+            )),
+            Ok(engine) => {
+                if flagged {
+                    return Err(broken(
+                        Rule::Detection,
+                        "verify reported a lost tail but open accepted the log",
+                    ));
+                }
+                self.engines[0] = Some(engine);
+                for pid in 0..self.engines.len() {
+                    if self.engines[pid].is_none() {
+                        self.open(pid)?;
+                    }
+                    self.check(pid, Depth::Contents)?;
+                }
+                Ok(())
+            }
+        }
     }
 }

@@ -240,6 +240,10 @@ impl Sim {
                 self.foreign_load(process, pick)?;
                 Ok(Vec::new())
             }
+            Op::CutLog => {
+                self.cut_log()?;
+                Ok(Vec::new())
+            }
         }
     }
 

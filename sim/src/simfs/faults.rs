@@ -174,11 +174,14 @@ pub enum FaultKind {
     Misdirect,
     /// A gap in a file filled with garbage instead of zeros.
     GarbageHole,
+    /// Synced bytes at the end of a file lost (a tool, a file system or a disk cutting a
+    /// log the engine had made durable).
+    TailCut,
 }
 
 impl FaultKind {
     /// Every kind, in report order.
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::PowerLoss,
         FaultKind::ProcessCrash,
         FaultKind::LostWrite,
@@ -191,11 +194,15 @@ impl FaultKind {
         FaultKind::BitFlip,
         FaultKind::Misdirect,
         FaultKind::GarbageHole,
+        FaultKind::TailCut,
     ];
 
     /// True for faults that damage stored bytes the engine must then detect.
     pub fn is_corruption(self) -> bool {
-        matches!(self, FaultKind::BitFlip | FaultKind::Misdirect)
+        matches!(
+            self,
+            FaultKind::BitFlip | FaultKind::Misdirect | FaultKind::TailCut
+        )
     }
 }
 

@@ -152,6 +152,32 @@ impl SimFs {
         disk.record(FaultKind::ProcessCrash, "", 0);
     }
 
+    /// Cuts `path` at a random offset from `keep` up to the end of its synced data, in the
+    /// page cache and on disk, as a tool, a file system or a disk losing bytes the engine
+    /// made durable would; recorded as injected damage ([`FaultKind::TailCut`]). `None` if
+    /// nothing past `keep` was synced.
+    pub fn cut_synced_tail(&self, path: &Path, keep: u64) -> Option<u64> {
+        let mut disk = self.disk();
+        let id = disk.lookup(&normalize(path))?;
+        let end = disk.inodes.get(&id)?.synced_data_end;
+        if end <= keep {
+            return None;
+        }
+        let cut = keep + crate::workload::below(&mut disk.rng, end - keep);
+        let inode = disk.inodes.get_mut(&id)?;
+        inode.live.truncate(cut as usize);
+        inode.durable.truncate(cut as usize);
+        inode.pending.clear();
+        inode.synced_data_end = inode.synced_data_end.min(cut);
+        inode.synced_twice_end = inode.synced_twice_end.min(cut);
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        disk.record(FaultKind::TailCut, &name, cut);
+        Some(cut)
+    }
+
     /// Never damages files under `dir` at rest (see `Disk::spared`).
     pub fn spare_from_damage(&self, dir: &Path) {
         self.disk().spared.insert(normalize(dir));
