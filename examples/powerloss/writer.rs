@@ -21,7 +21,7 @@ const BATCH_NODES_MAX: u64 = 20;
 /// Automatic-checkpoint thresholds a writer picks from: small, so they run often.
 const CHECKPOINT_WAL_BYTES_CHOICES: [u64; 3] = [256 << 10, 512 << 10, 1 << 20];
 
-/// How a `fail` line starts: an I/O error or a poisoned engine (expected once the filesystem
+/// How a `fail` line starts: an I/O error, a poisoned engine or an unknown outcome (expected once the filesystem
 /// died under the writer), any other engine error, or a result that differs from the log.
 pub const FAIL_IO: &str = "io:";
 const FAIL_ENGINE: &str = "engine:";
@@ -29,7 +29,10 @@ const MISMATCH: &str = "mismatch:";
 
 fn failure(what: &str, error: &Error) -> String {
     let kind = match error {
-        Error::Io { .. } | Error::Poisoned(..) => FAIL_IO,
+        // A failed `fdatasync` leaves a write's outcome unknown: also an I/O failure (it
+        // came after `37ba54c`, and a crash cut that killed LazyFS under a commit was
+        // reported as an engine error: the first re-run on format 2 stopped on it).
+        Error::Io { .. } | Error::Poisoned(..) | Error::OutcomeUnknown(..) => FAIL_IO,
         _ => FAIL_ENGINE,
     };
     format!("{kind} {what}: {error}")
