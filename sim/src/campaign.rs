@@ -40,6 +40,8 @@ pub fn parse_range(text: &str) -> Result<(u64, u64), String> {
 pub struct Campaign {
     /// The configuration every run uses.
     pub config: RunConfig,
+    /// Run every seed twice and fail it if the two traces differ (`--doublecheck`).
+    pub doublecheck: bool,
 }
 
 /// What a campaign found.
@@ -87,7 +89,40 @@ pub struct Summary {
 impl Campaign {
     /// A campaign running every seed with `config`.
     pub fn new(config: RunConfig) -> Campaign {
-        Campaign { config }
+        Campaign {
+            config,
+            doublecheck: false,
+        }
+    }
+
+    /// Runs one seed (twice with [`Campaign::doublecheck`]: a second run whose trace hash
+    /// or outcome differs fails the seed with [`Rule::Determinism`]: same seed, same run).
+    pub fn run_checked(&self, seed: u64) -> RunReport {
+        let first = self.run_one(seed);
+        if !self.doublecheck || matches!(first.outcome, Outcome::Failed(_)) {
+            return first;
+        }
+        let second = self.run_one(seed);
+        let same_outcome =
+            std::mem::discriminant(&first.outcome) == std::mem::discriminant(&second.outcome);
+        if first.trace_hash == second.trace_hash && same_outcome {
+            return first;
+        }
+        RunReport {
+            outcome: Outcome::Failed(Failure {
+                step: second.ops,
+                violation: Violation {
+                    rule: Rule::Determinism,
+                    detail: format!(
+                        "the same seed ran twice differently: trace hash {:016x} then {:016x}, \
+                         {:?} then {:?}",
+                        first.trace_hash, second.trace_hash, first.outcome, second.outcome
+                    ),
+                },
+                tail: second.trace.clone(),
+            }),
+            ..second
+        }
     }
 
     /// The command that replays `seed` exactly.
@@ -167,7 +202,7 @@ impl Campaign {
                         if seed >= seeds.end {
                             break;
                         }
-                        let report = self.run_one(seed);
+                        let report = self.run_checked(seed);
                         let mut reports = reports
                             .lock()
                             .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use mentedb_sim::campaign::{Campaign, parse_range};
-use mentedb_sim::runner::{Outcome, RunConfig, run};
+use mentedb_sim::runner::{Outcome, RunConfig};
 use mentedb_sim::simfs::FaultConfig;
 use std::process::ExitCode;
 
@@ -44,6 +44,9 @@ struct Args {
     /// seed (0, 100000, 300000 or 600000).
     #[arg(long)]
     concurrency: Option<u32>,
+    /// Run every seed twice and fail it if the two trace hashes or outcomes differ.
+    #[arg(long)]
+    doublecheck: bool,
 }
 
 fn main() -> ExitCode {
@@ -65,10 +68,11 @@ fn main() -> ExitCode {
         check_every_step: args.check_every_step,
         concurrency_ppm: args.concurrency.map(|ppm| ppm.min(1_000_000)),
     };
-    let campaign = Campaign::new(config);
+    let mut campaign = Campaign::new(config);
+    campaign.doublecheck = args.doublecheck;
     match args.seed {
         Some(seed) => {
-            let report = run(seed, &campaign.config);
+            let report = campaign.run_checked(seed);
             println!("{}", campaign.describe_run(&report, args.trace));
             if matches!(report.outcome, Outcome::Failed(_)) {
                 ExitCode::from(1)

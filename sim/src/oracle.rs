@@ -45,6 +45,8 @@ pub enum Rule {
     /// A handle named a record it was not given for: one of another database, or one
     /// stored after the backup a database was restored from.
     Identity,
+    /// The same seed ran twice differently (`--doublecheck`).
+    Determinism,
 }
 
 /// A broken rule, with what was seen.

@@ -254,3 +254,22 @@ fn the_seeds_that_found_two_restores_sharing_handles_pass() {
         );
     }
 }
+
+/// `--doublecheck`: a seed run twice gives the same trace (the check itself is shown to
+/// bite in the README: a timestamp in the trace fails every seed).
+#[test]
+fn a_seed_run_twice_under_doublecheck_passes() {
+    let mut campaign = mentedb_sim::campaign::Campaign::new(RunConfig {
+        ops: 200,
+        ..RunConfig::default()
+    });
+    campaign.doublecheck = true;
+    for seed in [1, 2] {
+        let report = campaign.run_checked(seed);
+        assert!(
+            !matches!(report.outcome, Outcome::Failed(_)),
+            "seed {seed}: {:?}",
+            report.outcome
+        );
+    }
+}
