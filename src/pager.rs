@@ -218,6 +218,15 @@ pub fn decode_meta_page(page: &Page, id: PageId) -> Result<Option<Meta>, DecodeE
         )));
     }
     let lineage = crate::lineage::Lineage::decode(&page.bytes()[META_OFFSET_LINEAGE..])?;
+    if lineage.own_start() > alloc.serial_next.max(alloc.serial_limit) {
+        // The database's own serials start where its lineage ends: one that starts past
+        // what it handed out would name its new records after an ancestor.
+        return Err(DecodeError::new(format!(
+            "the lineage ends at serial {}, past the serials handed out ({})",
+            lineage.own_start(),
+            alloc.serial_next
+        )));
+    }
     Ok(Some(Meta {
         generation,
         checkpoint_lsn,
