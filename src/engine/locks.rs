@@ -18,7 +18,7 @@
 //! written nothing (every lock is taken before the first write of the call).
 
 use super::Inner;
-use super::view::SharedCounter;
+use super::shm::SharedCounter;
 use crate::error::{Error, Result};
 use crate::vfs::{LockMode, VfsFile};
 use std::time::Duration;
@@ -201,6 +201,41 @@ impl Inner {
             self.dir.display(),
             self.options.lock_timeout
         ))
+    }
+}
+
+/// Holds the cross-process writer lock; releases it on drop.
+pub(super) struct WalLock<'a>(&'a crate::wal::Wal);
+
+impl<'a> WalLock<'a> {
+    /// Takes the writer lock of `inner` within its lock timeout (see [`locks`]) and records
+    /// this process as its holder.
+    pub(super) fn take(inner: &'a Inner, purpose: Purpose) -> Result<WalLock<'a>> {
+        let taken = lock_within(
+            inner.wal.lock_file(),
+            crate::vfs::LockMode::Exclusive,
+            inner.options.lock_timeout,
+        )
+        .map_err(|source| Error::io("lock", crate::wal::WAL_FILE_NAME, source))?;
+        if !taken {
+            return Err(inner.writer_lock_timed_out());
+        }
+        let lock = WalLock(&inner.wal);
+        if !inner.options.is_read_only() {
+            // A hint for a waiter's error; failing to leave it changes nothing.
+            let _ = inner.shm.write_holder(Holder {
+                process: inner.options.vfs.process_id(),
+                purpose,
+            });
+        }
+        Ok(lock)
+    }
+}
+
+impl Drop for WalLock<'_> {
+    fn drop(&mut self) {
+        // Unlocking cannot meaningfully fail; if it did, closing the handle releases it.
+        let _ = self.0.unlock();
     }
 }
 

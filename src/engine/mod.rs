@@ -30,16 +30,22 @@
 //! meta pages and the whole WAL and syncs them before it trusts them.
 
 mod checkpoint;
+mod commit;
+use commit::{Commit, next_salt};
 mod compact;
 mod durability;
 mod group;
 mod inspect;
 mod integrity;
 mod locks;
+use locks::WalLock;
 mod open;
+pub(crate) use open::new_database_id;
+use open::{check_directory, initial_meta, name_directory};
 mod options;
 mod records;
 mod scan;
+mod shm;
 mod snapshot;
 mod space;
 mod txn;
@@ -54,8 +60,8 @@ pub use options::{
     RECORD_MAP_POOL_PAGES_MIN, RECORD_MAP_SHARE, SyncMode,
 };
 pub use scan::ScanIter;
+pub use shm::SHM_FILE_NAME;
 pub use snapshot::Snapshot;
-pub use view::SHM_FILE_NAME;
 
 use crate::buffer::{BufferPool, BufferStats, FillTicket, PageRef};
 use crate::error::{Error, Result};
@@ -66,12 +72,12 @@ use crate::record_id::{DatabaseId, RecordId};
 use crate::record_map::{RecordMap, RecordMapStats, RecordMaps};
 use crate::wal::{FrameInfo, WAL_FILE_NAME, Wal, WalCursor};
 use open::prepare_directory;
+/// `SharedCounter` is also for salvage, which reads the durable-LSN record of `wal.shm`.
+pub(crate) use shm::SharedCounter;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use txn::Txn;
-/// `SharedCounter` is also for salvage, which reads the durable-LSN record of `wal.shm`.
-pub(crate) use view::SharedCounter;
 use view::{CacheUpdate, View};
 
 /// How often a read retries after meeting another process's WAL reset.
@@ -141,16 +147,6 @@ pub(crate) struct Inner {
     frozen: AtomicBool,
 }
 
-/// A commit appended to the WAL, not yet made durable.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Commit {
-    /// Its LSN.
-    lsn: Lsn,
-    /// It must be durable before it returns whatever the sync mode (it reserved serials:
-    /// see `pager`'s module docs).
-    must_sync: bool,
-}
-
 /// The view held for writing: bumps the view-change counter when taken and when dropped,
 /// like a sequence lock, so a lock-free reader that saw the same even count before and after
 /// its reads knows the view and the cached pages did not change under it.
@@ -175,57 +171,6 @@ impl std::ops::DerefMut for ViewWrite<'_> {
 impl Drop for ViewWrite<'_> {
     fn drop(&mut self) {
         self.changes.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// Counts a thread as committing while it lives (see [`Inner::wait_for_committers`]).
-struct Committing<'a>(&'a AtomicUsize);
-
-impl<'a> Committing<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Committing<'a> {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Committing(counter)
-    }
-}
-
-impl Drop for Committing<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Holds the cross-process writer lock; releases it on drop.
-struct WalLock<'a>(&'a Wal);
-
-impl<'a> WalLock<'a> {
-    /// Takes the writer lock of `inner` within its lock timeout (see [`locks`]) and records
-    /// this process as its holder.
-    fn take(inner: &'a Inner, purpose: locks::Purpose) -> Result<WalLock<'a>> {
-        let taken = locks::lock_within(
-            inner.wal.lock_file(),
-            crate::vfs::LockMode::Exclusive,
-            inner.options.lock_timeout,
-        )
-        .map_err(|source| Error::io("lock", WAL_FILE_NAME, source))?;
-        if !taken {
-            return Err(inner.writer_lock_timed_out());
-        }
-        let lock = WalLock(&inner.wal);
-        if !inner.options.is_read_only() {
-            // A hint for a waiter's error; failing to leave it changes nothing.
-            let _ = inner.shm.write_holder(locks::Holder {
-                process: inner.options.vfs.process_id(),
-                purpose,
-            });
-        }
-        Ok(lock)
-    }
-}
-
-impl Drop for WalLock<'_> {
-    fn drop(&mut self) {
-        // Unlocking cannot meaningfully fail; if it did, closing the handle releases it.
-        let _ = self.0.unlock();
     }
 }
 
@@ -335,132 +280,6 @@ impl Inner {
             self.pool.recycle(evicted.page);
         }
         guard
-    }
-
-    /// Runs `operation` as one write transaction under the writer locks, commits it, and
-    /// makes it durable as the sync mode says.
-    ///
-    /// # Errors and what they mean
-    /// An error before the commit is appended means nothing was written. Once it is
-    /// appended the write is committed: a failed `fdatasync` gives
-    /// [`Error::OutcomeUnknown`] (the commit may not survive a power loss), and an
-    /// automatic checkpoint that fails afterwards is not this write's error (a failed sync
-    /// in it poisons the instance, so the next write reports it).
-    fn write<T>(&self, operation: impl FnOnce(&mut Txn<'_>) -> Result<T>) -> Result<T> {
-        let (value, commit) = self.commit_only(operation)?;
-        self.make_durable(commit)?;
-        self.checkpoint_after_commit();
-        Ok(value)
-    }
-
-    /// Runs `operation` as one write transaction under the writer locks and commits it;
-    /// returns its value and the commit, not yet durable.
-    fn commit_only<T>(
-        &self,
-        operation: impl FnOnce(&mut Txn<'_>) -> Result<T>,
-    ) -> Result<(T, Commit)> {
-        self.check_writable()?;
-        let _committing = Committing::enter(&self.committers);
-        let mut writer = self.lock_writer();
-        let _lock = WalLock::take(self, locks::Purpose::Write)?;
-        self.check_writer_marks()?;
-        self.refresh()?;
-        self.commit_locked(&mut writer, operation)
-    }
-
-    /// [`Inner::commit_only`] for a caller that holds the writer locks and has caught up.
-    fn commit_locked<T>(
-        &self,
-        writer: &mut WriterState,
-        operation: impl FnOnce(&mut Txn<'_>) -> Result<T>,
-    ) -> Result<(T, Commit)> {
-        self.ensure_wal_ready()?;
-        let (alloc, lineage) = {
-            let view = self.read_view();
-            (view.alloc, view.meta.lineage.clone())
-        };
-        let mut txn = Txn::new(self, alloc, lineage, &mut writer.space);
-        let outcome = operation(&mut txn).and_then(|value| {
-            let must_sync = txn.needs_sync;
-            txn.commit().map(|lsn| (value, Commit { lsn, must_sync }))
-        });
-        if outcome.is_err() {
-            // The index may hold entries of changes that never committed.
-            writer.space.reset();
-        }
-        outcome
-    }
-
-    /// Starts a new life of the WAL if it has none usable (never initialised, or holding
-    /// only frames a checkpoint already covers). Caller holds the writer locks.
-    fn ensure_wal_ready(&self) -> Result<()> {
-        let mut view = self.write_view();
-        if view.wal_ready {
-            return Ok(());
-        }
-        // The meta page this reset relies on may sit only in the page cache: a checkpoint
-        // that died between writing it and syncing it leaves it there. Resetting the WAL
-        // before it is durable would, after a power loss, pair the old meta page with a
-        // WAL that starts after it (found by the simulator, seed 18 of `--faults crash`).
-        self.pages
-            .sync()
-            .map_err(|error| self.poison(error.to_string()))?;
-        let salt = next_salt(view.cursor.salt, &view.meta);
-        let header = self
-            .wal
-            .reset(salt, view.meta.checkpoint_lsn)
-            .map_err(|error| self.wal_sync_failed(error))?;
-        *view = View::checkpointed(view.meta.clone(), Some(header));
-        Ok(())
-    }
-
-    /// Makes a just-appended commit visible here and announces it to other processes.
-    fn publish_commit(
-        &self,
-        frames: &[FrameInfo],
-        cursor: WalCursor,
-        alloc: AllocState,
-        pages: Vec<(PageId, Page)>,
-    ) -> Result<()> {
-        let mut view = self.write_view();
-        self.apply_committed(
-            &mut view,
-            frames,
-            cursor,
-            Some(alloc),
-            CacheUpdate::Invalidate,
-        )?;
-        for (id, page) in pages {
-            self.pool.install(id, Arc::new(page), true);
-        }
-        drop(view);
-        // The commit is appended and visible here: publishing it to other processes must
-        // not turn it into an error. If it fails they learn of it at their next write (a
-        // writer catches up from the log itself) or the next commit published; this
-        // instance refuses writes until it is reopened, which publishes again.
-        if self.shm.write(cursor.last_lsn.0).is_err() {
-            self.poison(format!(
-                "publishing commit {} in {SHM_FILE_NAME} failed; reopen to publish it",
-                cursor.last_lsn.0
-            ));
-        }
-        self.shm_seen.store(cursor.last_lsn.0, Ordering::Release);
-        Ok(())
-    }
-}
-
-/// The salt of the next life of the WAL: derived (deterministically, so simulations
-/// replay) from the previous one and the checkpoint, and never equal to the previous.
-fn next_salt(previous: u32, meta: &Meta) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&previous.to_le_bytes());
-    hasher.update(&meta.generation.to_le_bytes());
-    hasher.update(&meta.checkpoint_lsn.0.to_le_bytes());
-    let salt = hasher.finalize();
-    if salt == previous {
-        salt.wrapping_add(1)
-    } else {
-        salt
     }
 }
 
@@ -792,103 +611,4 @@ impl StorageEngine {
     pub fn last_lsn(&self) -> Lsn {
         self.inner.read_view().last_lsn()
     }
-}
-
-/// Files mentedb-storage 0.45 kept in a database directory.
-const V045_FILE_NAMES: [&str; 2] = ["records.db", "records.wal"];
-
-/// Refuses what must not become a database directory (see [`StorageEngine::open_with`]).
-fn check_directory(vfs: &dyn crate::vfs::Vfs, path: &Path) -> Result<()> {
-    if path.as_os_str().is_empty() {
-        return Err(Error::InvalidArgument(
-            "the database path is empty: give the directory to open or create".to_string(),
-        ));
-    }
-    let shown = path.display();
-    let exists = vfs
-        .exists(path)
-        .map_err(|source| Error::io("stat", shown.to_string(), source))?;
-    if !exists {
-        return Ok(());
-    }
-    let Ok(entries) = vfs.list_dir(path) else {
-        return Err(Error::InvalidArgument(format!(
-            "{shown} is not a directory: a database is a directory of files (give a new or \
-             existing directory)"
-        )));
-    };
-    let names: Vec<String> = entries
-        .iter()
-        .filter_map(|entry| {
-            entry
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-        })
-        .collect();
-    let has = |name: &str| names.iter().any(|entry| entry == name);
-    if !has(PAGE_FILE_NAME) && V045_FILE_NAMES.iter().any(|name| has(name)) {
-        return Err(Error::InvalidArgument(format!(
-            "{shown} holds a mentedb-storage 0.45 database ({}), which this version cannot \
-             read; nothing was changed (open a new directory, or export the records with 0.45)",
-            V045_FILE_NAMES.join(", ")
-        )));
-    }
-    Ok(())
-}
-
-/// Puts the database directory into an error's file name (`wal.log` → `<dir>/wal.log`).
-fn name_directory(error: Error, dir: &Path) -> Error {
-    let join = |file: String| {
-        if Path::new(&file).is_absolute() || file.is_empty() {
-            file
-        } else {
-            dir.join(file).display().to_string()
-        }
-    };
-    match error {
-        Error::Io {
-            operation,
-            file,
-            source,
-        } => Error::Io {
-            operation,
-            file: join(file),
-            source,
-        },
-        Error::Corruption {
-            file,
-            offset,
-            detail,
-        } => Error::Corruption {
-            file: join(file),
-            offset,
-            detail,
-        },
-        Error::UnsupportedFormat {
-            file,
-            found,
-            supported,
-        } => Error::UnsupportedFormat {
-            file: join(file),
-            found,
-            supported,
-        },
-        other => other,
-    }
-}
-
-fn initial_meta(database_id: DatabaseId) -> Meta {
-    Meta {
-        generation: 1,
-        checkpoint_lsn: Lsn(0),
-        alloc: AllocState::empty(database_id),
-        lineage: crate::lineage::Lineage::default(),
-    }
-}
-
-/// A fresh database identity (never 0).
-pub(crate) fn new_database_id(vfs: &dyn crate::vfs::Vfs) -> DatabaseId {
-    let random = vfs.random_u64();
-    let id = (random ^ (random >> 32)) as u32;
-    DatabaseId(id.max(1))
 }

@@ -18,9 +18,12 @@
 //! An instance that went past something shows the database as the open found it: later
 //! refreshes leave its view as it is (another process's commits are not followed).
 
-use super::{Inner, IntegrityProblem, SHM_FILE_NAME, WalLock, initial_meta, new_database_id};
+use super::{Inner, IntegrityProblem, SHM_FILE_NAME, WalLock};
 use crate::error::{Error, Result};
+use crate::page::Lsn;
 use crate::pager::PAGE_FILE_NAME;
+use crate::pager::{AllocState, Meta};
+use crate::record_id::DatabaseId;
 use crate::vfs::{Access, Vfs};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -174,4 +177,103 @@ impl Inner {
             detail,
         });
     }
+}
+
+/// Files mentedb-storage 0.45 kept in a database directory.
+const V045_FILE_NAMES: [&str; 2] = ["records.db", "records.wal"];
+
+/// Refuses what must not become a database directory (see [`StorageEngine::open_with`]).
+pub(super) fn check_directory(vfs: &dyn crate::vfs::Vfs, path: &Path) -> Result<()> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::InvalidArgument(
+            "the database path is empty: give the directory to open or create".to_string(),
+        ));
+    }
+    let shown = path.display();
+    let exists = vfs
+        .exists(path)
+        .map_err(|source| Error::io("stat", shown.to_string(), source))?;
+    if !exists {
+        return Ok(());
+    }
+    let Ok(entries) = vfs.list_dir(path) else {
+        return Err(Error::InvalidArgument(format!(
+            "{shown} is not a directory: a database is a directory of files (give a new or \
+             existing directory)"
+        )));
+    };
+    let names: Vec<String> = entries
+        .iter()
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .collect();
+    let has = |name: &str| names.iter().any(|entry| entry == name);
+    if !has(PAGE_FILE_NAME) && V045_FILE_NAMES.iter().any(|name| has(name)) {
+        return Err(Error::InvalidArgument(format!(
+            "{shown} holds a mentedb-storage 0.45 database ({}), which this version cannot \
+             read; nothing was changed (open a new directory, or export the records with 0.45)",
+            V045_FILE_NAMES.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Puts the database directory into an error's file name (`wal.log` → `<dir>/wal.log`).
+pub(super) fn name_directory(error: Error, dir: &Path) -> Error {
+    let join = |file: String| {
+        if Path::new(&file).is_absolute() || file.is_empty() {
+            file
+        } else {
+            dir.join(file).display().to_string()
+        }
+    };
+    match error {
+        Error::Io {
+            operation,
+            file,
+            source,
+        } => Error::Io {
+            operation,
+            file: join(file),
+            source,
+        },
+        Error::Corruption {
+            file,
+            offset,
+            detail,
+        } => Error::Corruption {
+            file: join(file),
+            offset,
+            detail,
+        },
+        Error::UnsupportedFormat {
+            file,
+            found,
+            supported,
+        } => Error::UnsupportedFormat {
+            file: join(file),
+            found,
+            supported,
+        },
+        other => other,
+    }
+}
+
+pub(super) fn initial_meta(database_id: DatabaseId) -> Meta {
+    Meta {
+        generation: 1,
+        checkpoint_lsn: Lsn(0),
+        alloc: AllocState::empty(database_id),
+        lineage: crate::lineage::Lineage::default(),
+    }
+}
+
+/// A fresh database identity (never 0).
+pub(crate) fn new_database_id(vfs: &dyn crate::vfs::Vfs) -> DatabaseId {
+    let random = vfs.random_u64();
+    let id = (random ^ (random >> 32)) as u32;
+    DatabaseId(id.max(1))
 }

@@ -1,8 +1,10 @@
 //! Crashes and the checks after them: kills and power cuts armed inside operations,
 //! recovery in every process, crash images of captured points, and the final phase
-//! (liveness after faults stop, detection of every injected damage).
+//! (liveness after faults stop, detection of every injected damage), and recovery by every
+//! process at once after a power loss.
 
 use super::*;
+use crate::sched::ActorBody;
 
 impl Sim {
     /// Sometimes arms a process kill or a power cut in the middle of the next operation.
@@ -249,5 +251,76 @@ impl Sim {
                 ))
             }
         }
+    }
+
+    /// Opens every process at once after a power loss, sometimes cutting the power again in
+    /// the middle of their recoveries (up to [`RECOVERY_CRASHES_MAX`] times in a row), or
+    /// killing one of them. Processes whose concurrent open failed open alone afterwards.
+    pub(super) fn recover_together(&mut self) -> Step {
+        for crash in 0..=RECOVERY_CRASHES_MAX {
+            self.fs.set_capture_paused(true);
+            for pid in 0..self.engines.len() {
+                self.fs.restart_process(pid);
+            }
+            let cut = crash < RECOVERY_CRASHES_MAX && chance(&mut *self.rng, 200_000);
+            if cut {
+                let calls = 1 + below(&mut *self.rng, 30 * self.engines.len() as u64);
+                self.fs.cut_power_after(calls);
+            } else if chance(&mut *self.rng, 100_000) {
+                let pid = below(&mut *self.rng, self.engines.len() as u64) as usize;
+                let calls = 1 + below(&mut *self.rng, 40);
+                self.fs.kill_process_after(pid, calls);
+            }
+            self.recoveries_together += 1;
+            let results = {
+                let bodies: Vec<ActorBody<'_, Result<StorageEngine, Error>>> =
+                    (0..self.engines.len())
+                        .map(|pid| {
+                            let options = self.options(&self.fs, pid);
+                            Box::new(move || StorageEngine::open_with(Path::new(DIR), options))
+                                as ActorBody<'_, Result<StorageEngine, Error>>
+                        })
+                        .collect();
+                self.schedule.run(bodies)
+            };
+            self.fs.disarm();
+            self.fs.set_capture_paused(false);
+            for (pid, result) in results.into_iter().enumerate() {
+                match result {
+                    Err(panic) => {
+                        return Err(broken(
+                            Rule::NoPanic,
+                            format!("p{pid} open during a concurrent recovery: panic: {panic}"),
+                        ));
+                    }
+                    Ok(Ok(engine)) if !self.fs.is_killed(pid) => {
+                        self.trace.push(format!("p{pid} recovered (together)"));
+                        self.engines[pid] = Some(engine);
+                    }
+                    Ok(Ok(_)) => self.trace.push(format!("p{pid} killed at the end of open")),
+                    Ok(Err(error)) => {
+                        self.trace
+                            .push(format!("p{pid} open (together) failed: {error}"));
+                        self.classify_error(&error)?;
+                    }
+                }
+            }
+            if !self.fs.power_cut_fired() {
+                break;
+            }
+            self.trace
+                .push("power cut during the recovery of every process".to_string());
+            for engine in &mut self.engines {
+                *engine = None;
+            }
+            self.fs.power_loss();
+        }
+        for pid in 0..self.engines.len() {
+            if self.engines[pid].is_none() || self.fs.is_killed(pid) {
+                self.engines[pid] = None;
+                self.open(pid)?;
+            }
+        }
+        Ok(())
     }
 }
