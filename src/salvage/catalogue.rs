@@ -21,12 +21,13 @@
 //! Versions rebuilt from the WAL are not kept in memory: [`Reader`] rebuilds them on demand
 //! (a small cache keeps the last few), so memory stays at the catalogue itself.
 
-use super::wal_read::{WalHistory, read_payload, read_up_to};
+use super::wal_read::{WalHistory, read_payload};
 use crate::error::{DecodeError, Error, Result};
 use crate::page::{Lsn, PAGE_SIZE, Page, PageId, PageIdHashing, PageType, apply_delta};
 use crate::pager::PAGE_FILE_NAME;
 use crate::vfs::VfsFile;
 use crate::wal::format::{FrameInfo, WalEntryType};
+use crate::wal::read_up_to;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -35,7 +35,7 @@ use crate::wal::format::{
     self, AfterZeros, FRAME_ALIGN, FRAME_HEADER_SIZE, FRAME_PAYLOAD_MAX, FRAME_TOTAL_MAX,
     FrameInfo, ScanStart, ScanStop, WAL_HEADER_SIZE, WalEntryType,
 };
-use crate::wal::{SCAN_WINDOW_BYTES, WAL_FILE_NAME, WAL_SCAN_BYTES_MAX};
+use crate::wal::{SCAN_WINDOW_BYTES, WAL_FILE_NAME, WAL_SCAN_BYTES_MAX, read_up_to};
 
 /// Bytes the search for the next verifying frame reads at a time.
 pub const SEARCH_WINDOW_BYTES: usize = 1 << 20;
@@ -138,24 +138,6 @@ impl WalHistory {
     pub fn newest_commit(&self) -> Option<Lsn> {
         self.segments.iter().rev().find_map(Segment::last_commit)
     }
-}
-
-/// Reads into `buffer` from `offset` until it is full or the file ends.
-pub(super) fn read_up_to(
-    file: &dyn VfsFile,
-    buffer: &mut [u8],
-    offset: u64,
-) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match file.read_at(&mut buffer[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(count) => filled += count,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(filled)
 }
 
 fn wal_io(operation: &'static str) -> impl FnOnce(std::io::Error) -> crate::Error {

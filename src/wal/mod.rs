@@ -131,7 +131,11 @@ fn lock_state(mutex: &Mutex<SyncState>) -> MutexGuard<'_, SyncState> {
 }
 
 /// Reads into `buffer` from `offset` until it is full or the file ends; returns the count.
-fn read_up_to(file: &dyn VfsFile, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
+pub(crate) fn read_up_to(
+    file: &dyn VfsFile,
+    buffer: &mut [u8],
+    offset: u64,
+) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match file.read_at(&mut buffer[filled..], offset + filled as u64) {
