@@ -3,7 +3,13 @@
 //! # Meta pages
 //! Pages 0 and 1 are meta pages, written alternately by checkpoints (generation `g` goes to
 //! page `g % 2`), so a torn meta write always leaves the other, older one intact. Open takes
-//! the valid one with the highest generation. Body layout (after the page header):
+//! the valid one with the highest generation. A meta page's bytes past
+//! [`META_WRITTEN_BYTES`] are always zero, and a meta write writes only the bytes before
+//! that (the file is extended over both slots first, so the rest reads as zeros and, on a
+//! file system with holes, takes no space: an empty database is a few KiB on disk, not two
+//! 64 KiB pages). The checksum still covers the whole page; a slot whose tail is found
+//! non-zero (damage) is written whole, so damage there never outlives the next write of
+//! the slot. Body layout (after the page header):
 //! ```text
 //! 48  8 magic           b"MENTEDB\0"
 //! 56  8 generation      checkpoint counter
@@ -48,7 +54,10 @@ const META_OFFSET_GENERATION: usize = PAGE_HEADER_SIZE + 8;
 const META_OFFSET_CHECKPOINT_LSN: usize = PAGE_HEADER_SIZE + 16;
 const META_OFFSET_ALLOC: usize = PAGE_HEADER_SIZE + 24;
 const META_OFFSET_LINEAGE: usize = META_OFFSET_ALLOC + ALLOC_STATE_SIZE;
-const _: () = assert!(META_OFFSET_LINEAGE + crate::lineage::LINEAGE_BYTES_MAX <= PAGE_SIZE);
+/// Bytes of a meta page that a meta write writes; the rest of the page is zero.
+pub const META_WRITTEN_BYTES: usize = 4096;
+const _: () =
+    assert!(META_OFFSET_LINEAGE + crate::lineage::LINEAGE_BYTES_MAX <= META_WRITTEN_BYTES);
 
 /// How many pages exist, how many are free, and the serials handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,9 +379,47 @@ impl PageFile {
     /// meta page that only the page cache holds reaches the disk before anything relies
     /// on it.
     pub fn rewrite_meta(&self) -> Result<()> {
-        crate::vfs::rewrite_prefix(&*self.file, 2 * PAGE_SIZE as u64)
-            .map_err(page_io("rewrite"))?;
+        let len = self.len()?;
+        self.set_len(len)?;
+        for id in [PageId(0), PageId(1)] {
+            let written = self.meta_bytes_to_write(id)?;
+            let end = (id.offset() + written as u64).min(len);
+            if end <= id.offset() {
+                continue;
+            }
+            let mut buffer = vec![0u8; (end - id.offset()) as usize];
+            self.file
+                .read_exact_at(&mut buffer, id.offset())
+                .map_err(page_io("read"))?;
+            self.file
+                .write_all_at(&buffer, id.offset())
+                .map_err(page_io("rewrite"))?;
+        }
         self.sync()
+    }
+
+    /// How much of meta slot `id` a write must cover: [`META_WRITTEN_BYTES`], or the whole
+    /// page if the bytes past that are not all zero (damage, which a prefix write would
+    /// leave in place, failing the checksum of every later meta page in the slot).
+    fn meta_bytes_to_write(&self, id: PageId) -> Result<usize> {
+        let mut tail = vec![0u8; PAGE_SIZE - META_WRITTEN_BYTES];
+        let mut filled = 0;
+        while filled < tail.len() {
+            let offset = id.offset() + (META_WRITTEN_BYTES + filled) as u64;
+            let count = self
+                .file
+                .read_at(&mut tail[filled..], offset)
+                .map_err(page_io("read"))?;
+            if count == 0 {
+                break;
+            }
+            filled += count;
+        }
+        Ok(if tail[..filled].iter().all(|&byte| byte == 0) {
+            META_WRITTEN_BYTES
+        } else {
+            PAGE_SIZE
+        })
     }
 
     /// Reads both meta pages and returns the valid one with the higher generation;
@@ -401,7 +448,23 @@ impl PageFile {
     /// Writes the meta page for `meta` and syncs it.
     pub fn write_meta(&self, meta: &Meta) -> Result<()> {
         let mut page = encode_meta_page(meta);
-        self.write_sealed(&mut page)?;
+        page.seal();
+        assert!(
+            page.bytes()[META_WRITTEN_BYTES..]
+                .iter()
+                .all(|&byte| byte == 0),
+            "a meta page's bytes past {META_WRITTEN_BYTES} are zero"
+        );
+        let slots_end = FIRST_DATA_PAGE.offset();
+        if self.len()? < slots_end {
+            // Both slots exist before either is written, so a slot never written reads
+            // as zeros (never written) rather than short.
+            self.set_len(slots_end)?;
+        }
+        let written = self.meta_bytes_to_write(page.id())?;
+        self.file
+            .write_all_at(&page.bytes()[..written], page.id().offset())
+            .map_err(page_io("write"))?;
         self.sync()
     }
 
@@ -523,5 +586,52 @@ mod tests {
         torn.bytes_mut()[100] ^= 1;
         file.file.write_all_at(torn.bytes(), 0).expect("write");
         assert_eq!(file.load_meta().expect("load"), Some(meta(1)));
+    }
+
+    #[test]
+    fn a_meta_write_covers_its_prefix_and_both_slots_exist_from_the_first() {
+        let vfs = crate::vfs::MemFs::new();
+        vfs.create_dir_all(Path::new("/db")).expect("dir");
+        let file = PageFile::open(
+            &vfs,
+            Path::new("/db/pages.db"),
+            crate::vfs::Access::ReadWrite,
+        )
+        .expect("open");
+        file.write_meta(&meta(4)).expect("write");
+        assert_eq!(file.len().expect("len"), 2 * PAGE_SIZE as u64);
+        assert_eq!(file.load_meta().expect("load"), Some(meta(4)));
+        // Garbage past the prefix of slot 1, where the next generation goes: a prefix
+        // write would leave it, and the new meta page would fail its checksum.
+        let garbage_at = PAGE_SIZE as u64 + META_WRITTEN_BYTES as u64 + 17;
+        file.file
+            .write_all_at(&[0xA5; 9], garbage_at)
+            .expect("damage");
+        file.write_meta(&meta(5)).expect("write");
+        assert_eq!(file.load_meta().expect("load"), Some(meta(5)));
+        let slot = file.read_raw(PageId(1)).expect("read");
+        assert!(
+            slot.bytes()[META_WRITTEN_BYTES..]
+                .iter()
+                .all(|&byte| byte == 0)
+        );
+    }
+
+    #[test]
+    fn rewriting_the_meta_pages_after_a_failed_sync_keeps_them_valid() {
+        let vfs = crate::vfs::MemFs::new();
+        vfs.create_dir_all(Path::new("/db")).expect("dir");
+        let file = PageFile::open(
+            &vfs,
+            Path::new("/db/pages.db"),
+            crate::vfs::Access::ReadWrite,
+        )
+        .expect("open");
+        file.write_meta(&meta(6)).expect("write");
+        file.write_meta(&meta(7)).expect("write");
+        let before = vfs.file_bytes(Path::new("/db/pages.db")).expect("bytes");
+        file.rewrite_meta().expect("rewrite");
+        assert_eq!(vfs.file_bytes(Path::new("/db/pages.db")), Some(before));
+        assert_eq!(file.load_meta().expect("load"), Some(meta(7)));
     }
 }

@@ -32,8 +32,15 @@ pub struct ChurnReport {
     pub seconds: f64,
 }
 
+/// MiB with 2 decimals; under 1 MiB the exact KiB follow, since an emptied store's few
+/// pages would all print as 0.01.
 fn mib(bytes: u64) -> String {
-    format!("{:.2}", bytes as f64 / (1024.0 * 1024.0))
+    let mib = format!("{:.2}", bytes as f64 / (1024.0 * 1024.0));
+    if bytes < 1024 * 1024 {
+        format!("{mib} ({} KiB)", bytes.div_ceil(1024))
+    } else {
+        mib
+    }
 }
 
 /// Which of the two sizes a table or ratio is about.

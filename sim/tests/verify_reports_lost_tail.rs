@@ -18,16 +18,23 @@ fn the_seeds_that_cut_a_synced_log_tail_pass() {
         ops: 500,
         ..RunConfig::default()
     };
-    for seed in [7, 12, 23] {
+    // Which seeds cut the log moves with every change to the engine's I/O sequence (the
+    // tail cut is drawn among the power-loss steps), so the test takes the first few seeds
+    // of a fixed range that do rather than naming them.
+    let mut cut = Vec::new();
+    for seed in 0..200 {
         let report = run(seed, &config);
         assert!(
             !matches!(report.outcome, Outcome::Failed(_)),
             "seed {seed}: {:?}",
             report.outcome
         );
-        assert!(
-            report.faults.get(&FaultKind::TailCut).copied().unwrap_or(0) > 0,
-            "seed {seed} no longer cuts the log"
-        );
+        if report.faults.get(&FaultKind::TailCut).copied().unwrap_or(0) > 0 {
+            cut.push(seed);
+            if cut.len() == 3 {
+                return;
+            }
+        }
     }
+    panic!("only seeds {cut:?} of 0..200 cut the log: the tail cut is no longer drawn");
 }
