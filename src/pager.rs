@@ -4,12 +4,13 @@
 //! Pages 0 and 1 are meta pages, written alternately by checkpoints (generation `g` goes to
 //! page `g % 2`), so a torn meta write always leaves the other, older one intact. Open takes
 //! the valid one with the highest generation. A meta page's bytes past
-//! [`META_WRITTEN_BYTES`] are always zero, and a meta write writes only the bytes before
-//! that (the file is extended over both slots first, so the rest reads as zeros and, on a
-//! file system with holes, takes no space: an empty database is a few KiB on disk, not two
-//! 64 KiB pages). The checksum still covers the whole page; a slot whose tail is found
-//! non-zero (damage) is written whole, so damage there never outlives the next write of
-//! the slot. Body layout (after the page header):
+//! [`META_WRITTEN_BYTES`] are zero: a meta write writes only the bytes before that, and a
+//! meta read reads only those and takes the rest as zeros, whatever the file holds there
+//! (the checksum covers the whole page, zeros included, as for every page). So the slots'
+//! tails are never written: on a file system with holes an empty database is a few KiB on
+//! disk, not two 64 KiB pages, and damage or garbage in a tail cannot fail a meta page.
+//! Files written before kept zeros there, which reads the same. Body layout (after the
+//! page header):
 //! ```text
 //! 48  8 magic           b"MENTEDB\0"
 //! 56  8 generation      checkpoint counter
@@ -184,6 +185,17 @@ pub fn encode_meta_page(meta: &Meta) -> Page {
         .copy_from_slice(&lineage);
     page.seal();
     page
+}
+
+/// Reads meta slot `id` as every reader must: its first [`META_WRITTEN_BYTES`] (zeros past
+/// the end of the file), the rest of the page zeros.
+pub(crate) fn read_meta_slot(file: &dyn VfsFile, id: PageId) -> std::io::Result<Page> {
+    assert!(id < FIRST_DATA_PAGE, "{id} is not a meta slot");
+    let mut page = Page::zeroed();
+    let prefix = &mut page.bytes_mut()[..META_WRITTEN_BYTES];
+    let filled = crate::wal::read_up_to(file, prefix, id.offset())?;
+    prefix[filled..].fill(0);
+    Ok(page)
 }
 
 /// The meta page slot a generation is written to.
@@ -382,8 +394,7 @@ impl PageFile {
         let len = self.len()?;
         self.set_len(len)?;
         for id in [PageId(0), PageId(1)] {
-            let written = self.meta_bytes_to_write(id)?;
-            let end = (id.offset() + written as u64).min(len);
+            let end = (id.offset() + META_WRITTEN_BYTES as u64).min(len);
             if end <= id.offset() {
                 continue;
             }
@@ -398,37 +409,13 @@ impl PageFile {
         self.sync()
     }
 
-    /// How much of meta slot `id` a write must cover: [`META_WRITTEN_BYTES`], or the whole
-    /// page if the bytes past that are not all zero (damage, which a prefix write would
-    /// leave in place, failing the checksum of every later meta page in the slot).
-    fn meta_bytes_to_write(&self, id: PageId) -> Result<usize> {
-        let mut tail = vec![0u8; PAGE_SIZE - META_WRITTEN_BYTES];
-        let mut filled = 0;
-        while filled < tail.len() {
-            let offset = id.offset() + (META_WRITTEN_BYTES + filled) as u64;
-            let count = self
-                .file
-                .read_at(&mut tail[filled..], offset)
-                .map_err(page_io("read"))?;
-            if count == 0 {
-                break;
-            }
-            filled += count;
-        }
-        Ok(if tail[..filled].iter().all(|&byte| byte == 0) {
-            META_WRITTEN_BYTES
-        } else {
-            PAGE_SIZE
-        })
-    }
-
     /// Reads both meta pages and returns the valid one with the higher generation;
     /// `Ok(None)` for a new database (both never written).
     pub fn load_meta(&self) -> Result<Option<Meta>> {
         let mut found = Vec::new();
         let mut errors = Vec::new();
         for id in [PageId(0), PageId(1)] {
-            let page = self.read_raw(id)?;
+            let page = read_meta_slot(&*self.file, id).map_err(page_io("read"))?;
             check_format(&page)?;
             match decode_meta_page(&page, id) {
                 Ok(Some(meta)) => found.push(meta),
@@ -461,9 +448,8 @@ impl PageFile {
             // as zeros (never written) rather than short.
             self.set_len(slots_end)?;
         }
-        let written = self.meta_bytes_to_write(page.id())?;
         self.file
-            .write_all_at(&page.bytes()[..written], page.id().offset())
+            .write_all_at(&page.bytes()[..META_WRITTEN_BYTES], page.id().offset())
             .map_err(page_io("write"))?;
         self.sync()
     }
@@ -601,15 +587,18 @@ mod tests {
         file.write_meta(&meta(4)).expect("write");
         assert_eq!(file.len().expect("len"), 2 * PAGE_SIZE as u64);
         assert_eq!(file.load_meta().expect("load"), Some(meta(4)));
-        // Garbage past the prefix of slot 1, where the next generation goes: a prefix
-        // write would leave it, and the new meta page would fail its checksum.
-        let garbage_at = PAGE_SIZE as u64 + META_WRITTEN_BYTES as u64 + 17;
-        file.file
-            .write_all_at(&[0xA5; 9], garbage_at)
-            .expect("damage");
+        // Garbage past the prefix of both slots (a file system that shows a hole as
+        // garbage, or damage): meta reads never look there.
+        for slot in [0, PAGE_SIZE as u64] {
+            let garbage_at = slot + META_WRITTEN_BYTES as u64 + 17;
+            file.file
+                .write_all_at(&[0xA5; 9], garbage_at)
+                .expect("damage");
+        }
+        assert_eq!(file.load_meta().expect("load"), Some(meta(4)));
         file.write_meta(&meta(5)).expect("write");
         assert_eq!(file.load_meta().expect("load"), Some(meta(5)));
-        let slot = file.read_raw(PageId(1)).expect("read");
+        let slot = read_meta_slot(&*file.file, PageId(1)).expect("read");
         assert!(
             slot.bytes()[META_WRITTEN_BYTES..]
                 .iter()

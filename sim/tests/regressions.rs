@@ -241,18 +241,24 @@ fn the_seeds_that_found_two_restores_sharing_handles_pass() {
         ops: 500,
         ..RunConfig::default()
     };
-    for seed in [15, 27, 73, 83] {
+    // Which seeds restore moves with every change to the engine's I/O sequence, so the
+    // test takes the first four of 0..200 that do (seeds 15, 27, 73 and 83 when found).
+    let mut restoring = Vec::new();
+    for seed in 0..200 {
         let report = run(seed, &config);
         assert!(
             !matches!(report.outcome, Outcome::Failed(_)),
             "seed {seed}: {:?}",
             report.outcome
         );
-        assert!(
-            report.restores > 0,
-            "seed {seed} no longer restores a backup"
-        );
+        if report.restores > 0 {
+            restoring.push(seed);
+            if restoring.len() == 4 {
+                return;
+            }
+        }
     }
+    panic!("only seeds {restoring:?} of 0..200 restore a backup");
 }
 
 /// `--doublecheck`: a seed run twice gives the same trace (the check itself is shown to

@@ -405,15 +405,8 @@ fn check_meta_pages(dir: &Path, vfs: &dyn Vfs) -> Result<Vec<IntegrityProblem>> 
         .map_err(|source| Error::io("open", PAGE_FILE_NAME, source))?;
     let mut decoded = Vec::new();
     for id in [PageId(0), PageId(1)] {
-        let mut page = Page::zeroed();
-        let mut filled = 0;
-        while filled < PAGE_SIZE {
-            match file.read_at(&mut page.bytes_mut()[filled..], id.offset() + filled as u64) {
-                Ok(0) => break,
-                Ok(count) => filled += count,
-                Err(source) => return Err(Error::io("read", PAGE_FILE_NAME, source)),
-            }
-        }
+        let page = crate::pager::read_meta_slot(&*file, id)
+            .map_err(|source| Error::io("read", PAGE_FILE_NAME, source))?;
         decoded.push((id, decode_meta_page(&page, id)));
     }
     let newest = decoded

@@ -67,9 +67,15 @@ impl Inner {
             } else {
                 target
             };
+            // Set until the sync succeeded: a failure, or this process dying, leaves it for
+            // the next open (see `shm::SharedCounter`).
+            self.shm.mark_sync_intent().map_err(std::io::Error::other)?;
             wal.sync_file()?;
             self.shm
                 .write_durable(salt, covered)
+                .map_err(std::io::Error::other)?;
+            self.shm
+                .clear_sync_intent()
                 .map_err(std::io::Error::other)?;
             Ok(covered)
         })
@@ -198,12 +204,26 @@ impl Inner {
     /// reached the disk, and Linux reports them clean, so later syncs would not write
     /// them. Rewriting them before this open relies on them makes the next sync real
     /// (DESIGN.md §7 item 5; found by the simulator's fsync-failure fault).
+    ///
+    /// A failed sync is known by its mark, or by a sync intent left set (its process died
+    /// before it could write the mark, or while syncing: the two look the same, and the
+    /// rewrite is harmless after a sync that went well). A checkpoint interrupted between its
+    /// meta page and its WAL reset may have died after that meta page's sync failed, with
+    /// nothing marked: its meta page is rewritten and synced before the open finishes the
+    /// checkpoint from it. (Both windows lost acknowledged commits after a power loss:
+    /// `sim/tests/sync_failure_then_death.rs`.) Caller holds the writer lock; this takes the
+    /// sync gate, so no sync is in flight while it looks.
     pub(super) fn resync_after_failed_sync(&self) -> Result<()> {
-        if !self.shm.sync_failed()? {
-            return Ok(());
+        let _gate = self.shm.take_sync_gate()?;
+        let marks = self.shm.writer_marks()?;
+        if marks.sync_failed || self.shm.sync_intent()? {
+            self.pages.rewrite_meta()?;
+            self.wal.rewrite_all()?;
+            self.shm.clear_sync_intent()?;
+            self.shm.clear_sync_failed()?;
+        } else if marks.interrupted_checkpoint.is_some() {
+            self.pages.rewrite_meta()?;
         }
-        self.pages.rewrite_meta()?;
-        self.wal.rewrite_all()?;
-        self.shm.clear_sync_failed()
+        Ok(())
     }
 }

@@ -143,6 +143,13 @@ impl Inner {
         if marks.sync_failed {
             self.note(SHM_FILE_NAME, 16, "a writer's sync failed since the last repair: what is read may not be durable (the next read-write open repairs it)".to_string());
         }
+        let sync_unknown = {
+            let _gate = self.shm.take_sync_gate()?;
+            self.shm.sync_intent()?
+        };
+        if sync_unknown {
+            self.note(SHM_FILE_NAME, 80, "a writer's sync of the log failed, or its process died syncing, since the last repair: what is read may not be durable (the next read-write open repairs it)".to_string());
+        }
         if marks.interrupted_checkpoint.is_some() {
             self.note(
                 SHM_FILE_NAME,

@@ -21,11 +21,17 @@ const SYNC_FAILED_MARK: [u8; 8] = *b"SYNCFAIL";
 const CHECKPOINT_MARK_OFFSET: u64 = 48;
 const CHECKPOINT_MARK_BYTES: usize = 12;
 const CHECKPOINT_MARK_MAGIC: u32 = 0x4b43_5043;
+/// Where `wal.shm` keeps the sync intent (`magic u32, crc u32`), after the holder record
+/// of `locks` (offsets 64..77).
+const SYNC_INTENT_OFFSET: u64 = 80;
+const SYNC_INTENT_BYTES: usize = 8;
+const SYNC_INTENT_MAGIC: u32 = 0x434e_5953;
 /// The marks a writer reads under the writer lock: offsets 16 to 60, one read.
 const WRITER_MARKS_BYTES: usize =
     (CHECKPOINT_MARK_OFFSET - SYNC_FAILED_OFFSET) as usize + CHECKPOINT_MARK_BYTES;
 const _: () = assert!(DURABLE_OFFSET + DURABLE_RECORD_BYTES as u64 <= CHECKPOINT_MARK_OFFSET);
 const _: () = assert!(CHECKPOINT_MARK_OFFSET as usize + CHECKPOINT_MARK_BYTES <= SHM_MAP_BYTES);
+const _: () = assert!(SYNC_INTENT_OFFSET as usize + SYNC_INTENT_BYTES <= SHM_MAP_BYTES);
 /// Bytes of `wal.shm` mapped (one page; the file is extended to it).
 const SHM_MAP_BYTES: usize = 4096;
 
@@ -40,7 +46,16 @@ const SHM_MAP_BYTES: usize = 4096;
 ///   checkpointer died in between: the meta page may be new while the WAL was not reset,
 ///   and appending to it would give a WAL that straddles the checkpoint. The writer
 ///   reloads its view from the meta page instead (which resets the WAL if the checkpoint
-///   covers it) and clears the mark.
+///   covers it) and clears the mark;
+/// - offset 64: the writer lock's holder record (see `locks`);
+/// - offset 80: `magic u32, crc u32`: the sync intent. The holder of the sync gate sets it
+///   before its `fdatasync` of `wal.log` and clears it after the sync succeeded, before it
+///   releases the gate; a failed sync leaves it set. So one found set by whoever holds the
+///   gate was left by a process whose sync failed or that died syncing: the sync-failure
+///   mark, written after the failure, has a window (the process killed before it) that this
+///   does not. An open treats it as a failed sync (see `durability`). A live process need
+///   not: a failure after its log handle was opened is reported to its own next sync
+///   (Linux since 4.13, and `SimFs`), and one before is what the open it made repaired.
 ///
 /// Where the filesystem can map files, the first 4 KiB are mapped (the file is extended
 /// with zeros to that size): the counters are polled and published without a system call
@@ -208,16 +223,6 @@ impl SharedCounter {
             .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
     }
 
-    /// True if [`SharedCounter::mark_sync_failed`] ran since the last clear.
-    pub fn sync_failed(&self) -> Result<bool> {
-        let mut bytes = [0u8; SYNC_FAILED_MARK.len()];
-        match self.read_bytes(&mut bytes, SYNC_FAILED_OFFSET) {
-            Ok(()) => Ok(bytes == SYNC_FAILED_MARK),
-            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(source) => Err(Error::io("read", SHM_FILE_NAME, source)),
-        }
-    }
-
     /// The marks writers check under the writer lock: whether a sync failed, and the
     /// salt of a checkpoint that was interrupted (see the type's docs), in one read.
     pub fn writer_marks(&self) -> Result<WriterMarks> {
@@ -262,6 +267,32 @@ impl SharedCounter {
     /// Clears the checkpoint-in-progress mark.
     pub fn clear_checkpoint_mark(&self) -> Result<()> {
         self.write_bytes(&[0u8; CHECKPOINT_MARK_BYTES], CHECKPOINT_MARK_OFFSET)
+    }
+
+    /// Sets the sync intent (see the type's docs). Caller holds the sync gate.
+    pub fn mark_sync_intent(&self) -> Result<()> {
+        let mut bytes = [0u8; SYNC_INTENT_BYTES];
+        bytes[..4].copy_from_slice(&SYNC_INTENT_MAGIC.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..4]);
+        bytes[4..].copy_from_slice(&crc.to_le_bytes());
+        self.write_bytes(&bytes, SYNC_INTENT_OFFSET)
+    }
+
+    /// Clears the sync intent. Caller holds the sync gate.
+    pub fn clear_sync_intent(&self) -> Result<()> {
+        self.write_bytes(&[0u8; SYNC_INTENT_BYTES], SYNC_INTENT_OFFSET)
+    }
+
+    /// True if the sync intent is set: for a caller holding the sync gate, a sync that
+    /// failed or whose process died (see the type's docs). A torn record counts as set:
+    /// only an intent write leaves anything but zeros there.
+    pub fn sync_intent(&self) -> Result<bool> {
+        let mut bytes = [0u8; SYNC_INTENT_BYTES];
+        match self.read_bytes(&mut bytes, SYNC_INTENT_OFFSET) {
+            Ok(()) => Ok(bytes != [0u8; SYNC_INTENT_BYTES]),
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(source) => Err(Error::io("read", SHM_FILE_NAME, source)),
+        }
     }
 
     /// Clears the sync-failure mark.

@@ -86,7 +86,7 @@ use crate::pager::{Meta, PAGE_FILE_NAME, decode_meta_page};
 use crate::record_id::{DatabaseId, RecordId};
 use crate::vfs::{Access, Vfs, VfsFile};
 use crate::wal::WAL_FILE_NAME;
-use catalogue::{Reader, read_file_page};
+use catalogue::Reader;
 use collect::SnapshotPoint;
 use report::Findings;
 use std::collections::HashMap;
@@ -437,7 +437,8 @@ fn read_meta(page_file: &dyn VfsFile, findings: &mut Findings) -> Result<(Option
     let mut newest: Option<Meta> = None;
     let mut damaged = 0;
     for id in [PageId(0), PageId(1)] {
-        let page = read_file_page(page_file, id)?;
+        let page = crate::pager::read_meta_slot(page_file, id)
+            .map_err(|source| Error::io("read", PAGE_FILE_NAME, source))?;
         let version = page.bytes()[5];
         let intact = page.get_u32(0) == page.compute_crc();
         if intact && version != 0 && version != PAGE_FORMAT_VERSION {

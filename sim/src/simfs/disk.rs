@@ -418,6 +418,13 @@ impl Disk {
         inode.synced_twice_end = inode.synced_twice_end.min(durable_len);
         if failing {
             self.record(FaultKind::SyncError, file, u64::from(lost));
+            let kill_ppm = self.config.kill_after_sync_error_ppm;
+            if let Some(pid) = self.handles.get(&handle_id).map(|handle| handle.pid)
+                && kill_ppm > 0
+                && chance(&mut self.rng, kill_ppm)
+            {
+                self.kill_at = Some((self.io_calls + 1, pid));
+            }
             for (id, handle) in self.handles.iter_mut() {
                 if handle.inode == inode_id && *id != handle_id {
                     handle.unreported_error = true;

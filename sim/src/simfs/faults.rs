@@ -40,6 +40,10 @@ pub struct FaultConfig {
     pub short_io_ppm: u32,
     /// A failed `fdatasync` (Linux semantics: reported once, the pages marked clean).
     pub sync_error_ppm: u32,
+    /// After a failed `fdatasync`, the syncing process is killed at its next call: before
+    /// it can leave any mark of the failure (the window of issue 16, item 4, which kills at
+    /// random calls almost never hit).
+    pub kill_after_sync_error_ppm: u32,
     /// A persistent bit flip in stored bytes, per write call.
     pub bit_flip_ppm: u32,
     /// Whether bit flips may hit `wal.log` (else only `pages.db`). Damage to a synced WAL
@@ -68,6 +72,7 @@ impl FaultConfig {
             no_space_ppm: 0,
             short_io_ppm: 0,
             sync_error_ppm: 0,
+            kill_after_sync_error_ppm: 0,
             bit_flip_ppm: 0,
             wal_bit_flips: true,
             misdirect_ppm: 0,
@@ -110,6 +115,8 @@ impl FaultConfig {
             no_space_ppm: rate(rng, 500),
             short_io_ppm: rate(rng, 20_000),
             sync_error_ppm: rate(rng, 3_000),
+            // Not drawn, so the seeds' other rates stay what they were.
+            kill_after_sync_error_ppm: 300_000,
             bit_flip_ppm: rate(rng, 300),
             misdirect_ppm: rate(rng, 1_000),
             ..base
@@ -131,6 +138,7 @@ impl FaultConfig {
                 no_space_ppm: 500,
                 short_io_ppm: 10_000,
                 sync_error_ppm: 2_000,
+                kill_after_sync_error_ppm: 300_000,
                 ..FaultConfig::crash_only(rng)
             },
             "corrupt" => FaultConfig {
