@@ -53,6 +53,7 @@ pub mod lineage;
 pub mod memory;
 pub mod page;
 pub mod pager;
+pub mod rare_paths;
 pub mod record_id;
 pub mod record_map;
 pub mod salvage;

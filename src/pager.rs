@@ -342,6 +342,7 @@ impl PageFile {
                     return Err(error.at(PAGE_FILE_NAME, id.offset()));
                 }
                 Err(_) => {
+                    crate::rare_paths::hit(crate::rare_paths::RarePath::PageReadRetried);
                     attempt += 1;
                     buffer = page;
                     crate::sched::pause();
@@ -424,6 +425,9 @@ impl PageFile {
             }
         }
         if let Some(best) = found.into_iter().max_by_key(|meta| meta.generation) {
+            if !errors.is_empty() {
+                crate::rare_paths::hit(crate::rare_paths::RarePath::MetaSlotDamaged);
+            }
             return Ok(Some(best));
         }
         match errors.into_iter().next() {

@@ -4,6 +4,7 @@
 use crate::oracle::{Rule, Violation};
 use crate::runner::{Failure, Outcome, RunConfig, RunReport, run};
 use crate::simfs::FaultKind;
+use mentedb_storage::rare_paths::RarePath;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
@@ -67,6 +68,8 @@ pub struct Summary {
     pub faults: BTreeMap<FaultKind, u64>,
     /// Runs with at least one fault of the kind.
     pub runs_with_fault: BTreeMap<FaultKind, u64>,
+    /// Per rare path of the engine: times reached, and runs that reached it.
+    pub rare_paths: BTreeMap<RarePath, (u64, u64)>,
     /// Failed runs: seed and failure.
     pub failures: Vec<(u64, Failure)>,
     /// Concurrent groups of operations, runs with any, and recoveries by every process at
@@ -170,6 +173,7 @@ impl Campaign {
                         tail: Vec::new(),
                     }),
                     faults: BTreeMap::new(),
+                    rare_paths: Vec::new(),
                     checks: 0,
                     images: 0,
                     io_calls: 0,
@@ -333,6 +337,11 @@ impl Summary {
         self.lock_timeouts += report.lock_timeouts;
         self.restores += report.restores;
         self.foreign_loads += report.foreign_loads;
+        for (path, count) in &report.rare_paths {
+            let (total, runs) = self.rare_paths.entry(*path).or_insert((0, 0));
+            *total += count;
+            *runs += u64::from(*count > 0);
+        }
         for (kind, count) in &report.faults {
             *self.faults.entry(*kind).or_insert(0) += count;
             *self.runs_with_fault.entry(*kind).or_insert(0) += 1;
@@ -398,6 +407,28 @@ impl Summary {
                 format!("{kind:?}"),
                 total,
                 runs
+            );
+        }
+        let _ = writeln!(text, "rare paths reached       total   in runs");
+        let mut never = Vec::new();
+        for path in RarePath::ALL {
+            let (total, runs) = self.rare_paths.get(&path).copied().unwrap_or((0, 0));
+            if total == 0 {
+                never.push(format!("{path:?}"));
+            }
+            let _ = writeln!(
+                text,
+                "  {:<30} {:>8} {:>9}",
+                format!("{path:?}"),
+                total,
+                runs
+            );
+        }
+        if !never.is_empty() {
+            let _ = writeln!(
+                text,
+                "  never reached: {} (a gap in the workload or the fault mix)",
+                never.join(", ")
             );
         }
         for (seed, failure) in &self.failures {

@@ -131,6 +131,8 @@ pub struct RunReport {
     /// Restores of a backup over the database, and loads across two databases.
     pub restores: u64,
     pub foreign_loads: u64,
+    /// How often the run reached each of the engine's rare paths.
+    pub rare_paths: Vec<(mentedb_storage::rare_paths::RarePath, u64)>,
 }
 
 /// Why a run stopped early.
@@ -196,6 +198,8 @@ pub fn run(seed: u64, config: &RunConfig) -> RunReport {
 /// Runs with the workload drawn from `rng` (the disk's faults still come from `seed`): the
 /// fuzz target `engine_ops` passes its input bytes here.
 pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> RunReport {
+    let recorder = mentedb_storage::rare_paths::Recorder::new();
+    let _installed = recorder.install();
     let processes = config
         .processes
         .unwrap_or_else(|| 1 + below(&mut *rng, 4) as usize)
@@ -294,6 +298,7 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         lock_timeouts: sim.lock_timeouts,
         restores: sim.restores,
         foreign_loads: sim.foreign_loads,
+        rare_paths: recorder.counts(),
         seed,
         processes,
         ops: step,

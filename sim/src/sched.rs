@@ -247,7 +247,12 @@ impl Schedule {
                 .enumerate()
                 .map(|(actor, body)| {
                     let shared = Arc::clone(&self.shared);
-                    scope.spawn(move || run_actor(shared, actor, body))
+                    // The actors' rare paths count in the run's recorder.
+                    let recorder = mentedb_storage::rare_paths::Recorder::current();
+                    scope.spawn(move || {
+                        let _installed = recorder.as_ref().map(|recorder| recorder.install());
+                        run_actor(shared, actor, body)
+                    })
                 })
                 .collect();
             self.start_and_wait();

@@ -139,6 +139,7 @@ impl Inner {
         if self.pages.set_len(wanted).is_err() {
             return Ok(());
         }
+        crate::rare_paths::hit(crate::rare_paths::RarePath::PageFileCut);
         failpoints::check("checkpoint.truncated").map_err(page_io)?;
         self.pages
             .sync()

@@ -99,6 +99,9 @@ impl Inner {
                     Ok(moved)
                 })?;
                 report.records_moved += moved;
+                if moved > 0 {
+                    crate::rare_paths::hit(crate::rare_paths::RarePath::CompactionMoved);
+                }
                 moved_any |= moved > 0;
                 done += batch.len() as u64;
                 progress(CompactProgress { done, total });
@@ -114,6 +117,9 @@ impl Inner {
                     Ok(moved)
                 })?;
                 report.chains_moved += moved;
+                if moved > 0 {
+                    crate::rare_paths::hit(crate::rare_paths::RarePath::CompactionMoved);
+                }
                 moved_any |= moved > 0;
                 done += batch.len() as u64;
                 progress(CompactProgress { done, total });

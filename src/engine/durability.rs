@@ -35,6 +35,7 @@ impl Inner {
             self.commits_unsynced.store(0, Ordering::Release);
             self.sync_shared(lsn, CommittersWait::Yes)
                 .map_err(|error| {
+                    crate::rare_paths::hit(crate::rare_paths::RarePath::CommitOutcomeUnknown);
                     let reason = error.to_string();
                     self.wal_sync_failed(error);
                     Error::OutcomeUnknown(reason)
@@ -146,6 +147,7 @@ impl Inner {
             header.is_none() && durable > view.meta.checkpoint_lsn
         };
         if lost {
+            crate::rare_paths::hit(crate::rare_paths::RarePath::LostTailRefused);
             return Err(Error::corruption(
                 crate::wal::WAL_FILE_NAME,
                 view.cursor.end,
@@ -183,6 +185,7 @@ impl Inner {
     pub(super) fn check_writer_marks(&self) -> Result<()> {
         let marks = self.shm.writer_marks()?;
         if marks.sync_failed {
+            crate::rare_paths::hit(crate::rare_paths::RarePath::WriterStoppedBySyncFailure);
             return Err(self.poison(format!(
                 "an fdatasync failed in a process sharing this database (marked in {}); \
                  reopen to repair",
@@ -190,6 +193,7 @@ impl Inner {
             )));
         }
         if marks.interrupted_checkpoint.is_some() {
+            crate::rare_paths::hit(crate::rare_paths::RarePath::InterruptedCheckpointFinished);
             {
                 let mut view = self.write_view();
                 self.reload(&mut view)?;
@@ -217,11 +221,19 @@ impl Inner {
         let _gate = self.shm.take_sync_gate()?;
         let marks = self.shm.writer_marks()?;
         if marks.sync_failed || self.shm.sync_intent()? {
+            crate::rare_paths::hit({
+                if marks.sync_failed {
+                    crate::rare_paths::RarePath::FailedSyncRepaired
+                } else {
+                    crate::rare_paths::RarePath::SyncIntentRepaired
+                }
+            });
             self.pages.rewrite_meta()?;
             self.wal.rewrite_all()?;
             self.shm.clear_sync_intent()?;
             self.shm.clear_sync_failed()?;
         } else if marks.interrupted_checkpoint.is_some() {
+            crate::rare_paths::hit(crate::rare_paths::RarePath::InterruptedCheckpointResynced);
             self.pages.rewrite_meta()?;
         }
         Ok(())

@@ -178,6 +178,7 @@ impl Inner {
                      holding the file)"
                 .to_string(),
         };
+        crate::rare_paths::hit(crate::rare_paths::RarePath::LockTimedOut);
         Error::Locked(format!(
             "{}: waited {:?} for the writer lock (an exclusive flock on wal.log); {holder}; \
              nothing was written",
@@ -195,6 +196,7 @@ impl Inner {
             }
             LockMode::Shared => "for a checkpoint running in another process to end",
         };
+        crate::rare_paths::hit(crate::rare_paths::RarePath::LockTimedOut);
         Error::Locked(format!(
             "{}: waited {:?} {what} (the checkpoint gate, a flock on pages.db); nothing was \
              written",

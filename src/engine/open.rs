@@ -92,6 +92,7 @@ impl Inner {
             view.alloc.serial_next = view.alloc.serial_limit;
         }
         if interrupted_checkpoint.is_some() {
+            crate::rare_paths::hit(crate::rare_paths::RarePath::InterruptedCheckpointFinished);
             // The open reloaded its view from the meta page (and reset a WAL the
             // checkpoint covers): the interrupted checkpoint is finished.
             self.shm.clear_checkpoint_mark()?;

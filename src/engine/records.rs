@@ -283,6 +283,7 @@ impl Txn<'_> {
         payload: SlotPayload<'_>,
         avoid: Option<PageId>,
     ) -> Result<(PageId, u32)> {
+        crate::rare_paths::hit(crate::rare_paths::RarePath::RecordRelocated);
         let (record_page, record_slot) = self.place_record(payload, owner_of(id), avoid)?;
         let page = self.page_mut(home.record_page)?;
         slotted::remove(page, home.record_slot)

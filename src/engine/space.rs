@@ -258,6 +258,7 @@ impl Txn<'_> {
             }
             let entry = self.map_entry(candidate)?;
             if entry == FREE {
+                crate::rare_paths::hit(crate::rare_paths::RarePath::FreePageReused);
                 self.set_map_entry(candidate, IN_USE)?;
                 self.put_new_page(candidate, page_type);
                 return Ok(candidate);
@@ -298,6 +299,7 @@ impl Txn<'_> {
     pub fn free(&mut self, id: PageId) -> Result<()> {
         assert!(id >= FIRST_DATA_PAGE, "meta pages are never freed");
         assert!(!space_map::is_map_page(id), "map pages are never freed");
+        crate::rare_paths::hit(crate::rare_paths::RarePath::PageFreed);
         self.page_mut(id)?;
         self.put_new_page(id, PageType::Free);
         self.set_map_entry(id, FREE)

@@ -255,6 +255,7 @@ impl Inner {
         // cache, which has no holes: zeros after the chain end it (see `wal::format`).
         let scan = self.wal.scan_after(&view.cursor, AfterZeros::End)?;
         if let ScanStop::Corruption { offset, detail } = &scan.stop {
+            crate::rare_paths::hit(crate::rare_paths::RarePath::DamagedFrameProven);
             return Err(Error::corruption(WAL_FILE_NAME, *offset, detail.clone()));
         }
         let committed = &scan.frames[..scan.committed_frames];
@@ -414,6 +415,7 @@ impl Inner {
                     return Ok(());
                 }
                 Err(Reload::Retry(_)) if attempt < RELOAD_ATTEMPTS_MAX => {
+                    crate::rare_paths::hit(crate::rare_paths::RarePath::ReloadRetried);
                     attempt += 1;
                     crate::sched::pause();
                 }
@@ -436,7 +438,11 @@ impl Inner {
         // fit it (see `open`). Only at open, under the writer locks: later, the same
         // symptoms are a concurrent checkpoint and are retried.
         let salvage = self.salvaging.load(std::sync::atomic::Ordering::Acquire);
+        if let ScanStop::TornTail(_) = &scan.stop {
+            crate::rare_paths::hit(crate::rare_paths::RarePath::TornTailAtOpen);
+        }
         if let ScanStop::Corruption { offset, detail } = &scan.stop {
+            crate::rare_paths::hit(crate::rare_paths::RarePath::DamagedFrameProven);
             if !salvage {
                 return Err(Reload::Fail(Error::corruption(
                     WAL_FILE_NAME,

@@ -556,7 +556,7 @@ impl Disk {
         }
         let (file, inode_id, range) =
             targets[below(&mut self.rng, targets.len() as u64) as usize].clone();
-        let offset = below(&mut self.rng, range);
+        let offset = in_meaningful_bytes(&file, below(&mut self.rng, range));
         let bit = 1u8 << below(&mut self.rng, 8);
         let inode = self.inode(inode_id);
         inode.durable[offset as usize] ^= bit;
@@ -589,4 +589,17 @@ fn all_zeros(bytes: &[u8]) -> bool {
     bytes
         .chunks(BLOCK)
         .all(|block| block == &ZEROS[..block.len()])
+}
+
+/// Moves a flip that would land in the unused tail of a meta slot of `pages.db` (bytes the
+/// format never reads: a meta page is its first `META_WRITTEN_BYTES`, the rest zeros by
+/// definition) into that slot's prefix, so every flip damages bytes the engine reads.
+fn in_meaningful_bytes(file: &str, offset: u64) -> u64 {
+    let page = mentedb_storage::PAGE_SIZE as u64;
+    let prefix = mentedb_storage::pager::META_WRITTEN_BYTES as u64;
+    if file == "pages.db" && offset < 2 * page && offset % page >= prefix {
+        offset - offset % page + offset % prefix
+    } else {
+        offset
+    }
 }
