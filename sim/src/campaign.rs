@@ -146,6 +146,19 @@ impl Campaign {
         if let Some(ppm) = self.config.concurrency_ppm {
             let _ = write!(command, " --concurrency {ppm}");
         }
+        if let Some(keep) = &self.config.keep {
+            let _ = write!(command, " --keep {}", crate::shrink::format_keep(keep));
+        }
+        if self.config.canary {
+            command.push_str(" --canary");
+        }
+        if !self.config.faults_off.is_empty() {
+            let _ = write!(
+                command,
+                " --faults-off {}",
+                self.config.faults_off.join(",")
+            );
+        }
         command
     }
 
@@ -174,6 +187,9 @@ impl Campaign {
                     }),
                     faults: BTreeMap::new(),
                     rare_paths: Vec::new(),
+                    steps_drawn: 0,
+                    fault_config: crate::simfs::FaultConfig::none(),
+                    failed_in_step: None,
                     checks: 0,
                     images: 0,
                     io_calls: 0,

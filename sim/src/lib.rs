@@ -18,6 +18,7 @@ pub mod model;
 pub mod oracle;
 pub mod runner;
 pub mod sched;
+pub mod shrink;
 pub mod simfs;
 pub mod targets;
 pub mod trace;

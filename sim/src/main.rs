@@ -47,6 +47,21 @@ struct Args {
     /// Run every seed twice and fail it if the two trace hashes or outcomes differ.
     #[arg(long)]
     doublecheck: bool,
+    /// With --seed: remove steps and switch faults off while the run still fails with the
+    /// same rule, then print the smallest failing run and the command that replays it.
+    #[arg(long, requires = "seed")]
+    shrink: bool,
+    /// Run only these of the seed's steps (indices and ranges: 3,17,40-52), as --shrink
+    /// prints them.
+    #[arg(long, value_parser = mentedb_sim::shrink::parse_keep)]
+    keep: Option<Vec<usize>>,
+    /// Faults to switch off on top of the profile, comma-separated (see --shrink's output).
+    #[arg(long, value_delimiter = ',')]
+    faults_off: Vec<String>,
+    /// Fail on purpose: a scan while three or more records are live breaks rule Canary
+    /// (to show that a pipeline, or --shrink, notices failures).
+    #[arg(long)]
+    canary: bool,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +74,17 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if let Some(unknown) = args
+        .faults_off
+        .iter()
+        .find(|name| !FaultConfig::SWITCHES.contains(&name.as_str()))
+    {
+        eprintln!(
+            "error: unknown fault '{unknown}' in --faults-off; use some of {}",
+            FaultConfig::SWITCHES.join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let config = RunConfig {
         ops: args.ops,
         processes: args.processes,
@@ -67,7 +93,13 @@ fn main() -> ExitCode {
         tail: if args.trace { usize::MAX } else { 24 },
         check_every_step: args.check_every_step,
         concurrency_ppm: args.concurrency.map(|ppm| ppm.min(1_000_000)),
+        keep: args.keep.clone(),
+        faults_off: args.faults_off.clone(),
+        canary: args.canary,
     };
+    if args.shrink {
+        return shrink(args.seed.unwrap_or_default(), config);
+    }
     let mut campaign = Campaign::new(config);
     campaign.doublecheck = args.doublecheck;
     match args.seed {
@@ -88,6 +120,43 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+    }
+}
+
+/// `--seed N --shrink`: see `mentedb_sim::shrink`.
+fn shrink(seed: u64, config: RunConfig) -> ExitCode {
+    let started = std::time::Instant::now();
+    let shrunk = mentedb_sim::shrink::shrink(seed, &config, |runs, kept| {
+        if runs % 20 == 0 {
+            eprintln!(
+                "  {runs} runs, {kept} steps kept, {:.0}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    });
+    match shrunk {
+        Err(reason) => {
+            eprintln!("{reason}");
+            ExitCode::from(2)
+        }
+        Ok(shrunk) => {
+            let campaign = Campaign::new(shrunk.config.clone());
+            println!("{}", campaign.describe_run(&shrunk.report, true));
+            println!(
+                "shrunk seed {seed}: {} of {} steps kept, faults off: {}; {} runs in {:.0}s",
+                shrunk.steps_kept,
+                shrunk.steps_drawn,
+                if shrunk.config.faults_off.is_empty() {
+                    "none".to_string()
+                } else {
+                    shrunk.config.faults_off.join(", ")
+                },
+                shrunk.runs,
+                started.elapsed().as_secs_f64()
+            );
+            println!("replay: {}", campaign.replay_command(seed));
+            ExitCode::from(1)
         }
     }
 }

@@ -47,6 +47,9 @@ pub enum Rule {
     Identity,
     /// The same seed ran twice differently (`--doublecheck`).
     Determinism,
+    /// A failure on purpose (`RunConfig::canary`): a scan while three or more records are
+    /// live, so a pipeline or a shrink can be shown to notice failures.
+    Canary,
 }
 
 /// A broken rule, with what was seen.

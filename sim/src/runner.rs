@@ -51,6 +51,15 @@ pub struct RunConfig {
     /// Share of steps (parts per million) that run a group of operations at once;
     /// `None` draws it per seed (0 %, 10 %, 30 % or 60 %).
     pub concurrency_ppm: Option<u32>,
+    /// Run only these steps (indices into the seed's drawn steps, ascending); `None`: all.
+    /// The other steps are still drawn, so the kept ones are what they were, each with its
+    /// own stream of decisions (`--shrink` removes steps this way).
+    pub keep: Option<Vec<usize>>,
+    /// Faults switched off on top of the profile (names of [`FaultConfig::SWITCHES`]).
+    pub faults_off: Vec<String>,
+    /// Fail on purpose ([`crate::oracle::Rule::Canary`]): a scan with three or more records
+    /// live breaks the rule.
+    pub canary: bool,
 }
 
 impl Default for RunConfig {
@@ -63,6 +72,9 @@ impl Default for RunConfig {
             tail: 24,
             check_every_step: false,
             concurrency_ppm: None,
+            keep: None,
+            faults_off: Vec::new(),
+            canary: false,
         }
     }
 }
@@ -133,6 +145,12 @@ pub struct RunReport {
     pub foreign_loads: u64,
     /// How often the run reached each of the engine's rare paths.
     pub rare_paths: Vec<(mentedb_storage::rare_paths::RarePath, u64)>,
+    /// Steps the seed drew, and the index of the step a failure stopped in (`None` if the
+    /// run passed or stopped outside the steps: at its start or in its final phase).
+    pub steps_drawn: usize,
+    pub failed_in_step: Option<usize>,
+    /// The faults the run injected from (after `faults_off`).
+    pub fault_config: FaultConfig,
 }
 
 /// Why a run stopped early.
@@ -170,6 +188,7 @@ struct Sim {
     faults_stopped: bool,
     /// Check every process after every operation (slow; for narrowing down a failure).
     check_every_step: bool,
+    canary: bool,
     /// Interleaves the threads of concurrent groups and recoveries.
     schedule: crate::sched::Schedule,
     /// Concurrent groups run, and recoveries by every process at once.
@@ -207,6 +226,12 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
     let mut faults =
         FaultConfig::profile(&config.faults, &mut *rng).unwrap_or_else(FaultConfig::none);
     faults.wal_bit_flips = processes == 1;
+    // Seeds that damage stored bytes also lose a synced log tail now and then (decided
+    // before faults are switched off, so the drawn steps stay what they were).
+    let corrupting = faults.bit_flip_ppm > 0;
+    for name in &config.faults_off {
+        faults.switch_off(name);
+    }
     let fs = SimFs::new(seed, faults.clone());
     if config.explore {
         fs.capture_at_syncs("wal.log", 3_000, 2);
@@ -218,8 +243,19 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         .unwrap_or_else(|| [0, 100_000, 300_000, 600_000][below(&mut *rng, 4) as usize]);
     let switch_ppm = [500_000, 125_000, 15_000, 2_000][below(&mut *rng, 4) as usize];
     let churn = below(&mut *rng, 3) == 0;
-    // Seeds that damage stored bytes also lose a synced log tail now and then.
-    let corrupting = faults.bit_flip_ppm > 0;
+    let pool_pages = 4 + below(&mut *rng, 60) as usize;
+    let checkpoint_bytes = (64 * 1024) << below(&mut *rng, 6);
+    // Every step is drawn before the run, each with the seed of its own decisions (crash
+    // points, picks), so a run of some of them (`keep`) runs those exactly as drawn.
+    let steps = draw_steps(
+        &mut *rng,
+        config.ops,
+        processes,
+        churn,
+        corrupting,
+        concurrency_ppm,
+    );
+    let final_seed = rng.next_u64();
     let mut sim = Sim {
         seed,
         schedule: crate::sched::Schedule::new(seed, switch_ppm),
@@ -234,8 +270,8 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         foreign: Vec::new(),
         restores: 0,
         foreign_loads: 0,
-        pool_pages: 4 + below(&mut *rng, 60) as usize,
-        checkpoint_bytes: (64 * 1024) << below(&mut *rng, 6),
+        pool_pages,
+        checkpoint_bytes,
         rng,
         fs,
         engines: (0..processes).map(|_| None).collect(),
@@ -245,6 +281,7 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         images: 0,
         faults_stopped: false,
         check_every_step: config.check_every_step,
+        canary: config.canary,
     };
     sim.trace.push(format!(
         "seed {seed}: {processes} processes, pool {} pages, checkpoint at {} KiB, \
@@ -255,21 +292,25 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         sim.stalls
     ));
     let mut step = 0;
+    let mut in_step = None;
     let result = sim.start().and_then(|()| {
-        while step < config.ops {
-            if chance(&mut *sim.rng, concurrency_ppm) {
-                let count = 2 + below(&mut *sim.rng, GROUP_OPS_MAX as u64 - 1) as usize;
-                let ops = (0..count)
-                    .map(|_| next_op(&mut *sim.rng, processes, churn, corrupting))
-                    .collect();
-                sim.execute_group(step, ops)?;
-                step += count;
-            } else {
-                let op = next_op(&mut *sim.rng, processes, churn, corrupting);
-                sim.execute(step, op)?;
-                step += 1;
+        for (index, drawn) in steps.iter().enumerate() {
+            if let Some(keep) = &config.keep
+                && keep.binary_search(&index).is_err()
+            {
+                continue;
             }
+            in_step = Some(index);
+            sim.rng = Box::new(ChaCha8Rng::seed_from_u64(drawn.seed));
+            if drawn.group {
+                sim.execute_group(step, drawn.ops.clone())?;
+            } else {
+                sim.execute(step, drawn.ops[0].clone())?;
+            }
+            step += drawn.ops.len();
         }
+        in_step = None;
+        sim.rng = Box::new(ChaCha8Rng::seed_from_u64(final_seed));
         sim.final_phase()
     });
     let outcome = match result {
@@ -299,6 +340,13 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         restores: sim.restores,
         foreign_loads: sim.foreign_loads,
         rare_paths: recorder.counts(),
+        steps_drawn: steps.len(),
+        fault_config: faults.clone(),
+        failed_in_step: if matches!(outcome, Outcome::Failed(_)) {
+            in_step
+        } else {
+            None
+        },
         seed,
         processes,
         ops: step,
@@ -316,6 +364,44 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
             .filter(|record| !matches!(record.kind, FaultKind::LostWrite | FaultKind::ShortIo))
             .collect(),
     }
+}
+
+/// One drawn step of a run: an operation, or a group run at once, and the seed of the
+/// decisions made while it runs.
+#[derive(Debug, Clone)]
+struct DrawnStep {
+    seed: u64,
+    group: bool,
+    ops: Vec<Op>,
+}
+
+/// Draws the steps of a run: `ops` operations, a share `concurrency_ppm` of the steps
+/// groups of 2 to [`GROUP_OPS_MAX`].
+fn draw_steps(
+    rng: &mut dyn RngCore,
+    ops: usize,
+    processes: usize,
+    churn: bool,
+    corrupting: bool,
+    concurrency_ppm: u32,
+) -> Vec<DrawnStep> {
+    let mut steps = Vec::new();
+    let mut drawn = 0;
+    while drawn < ops {
+        let seed = rng.next_u64();
+        let group = chance(rng, concurrency_ppm);
+        let count = if group {
+            2 + below(rng, GROUP_OPS_MAX as u64 - 1) as usize
+        } else {
+            1
+        };
+        let ops = (0..count)
+            .map(|_| next_op(rng, processes, churn, corrupting))
+            .collect();
+        steps.push(DrawnStep { seed, group, ops });
+        drawn += count;
+    }
+    steps
 }
 
 impl Sim {
@@ -471,6 +557,15 @@ impl Sim {
             self.fs.io_calls()
         ));
         self.fs.take_captured();
+        if self.canary && matches!(op, Op::Scan { .. }) && self.model.live().len() >= 3 {
+            return Err(Stop::Broken(Violation {
+                rule: crate::oracle::Rule::Canary,
+                detail: format!(
+                    "a scan with {} records live (the canary fails on purpose)",
+                    self.model.live().len()
+                ),
+            }));
+        }
         self.arm_crash(&op);
         let undo = self.apply(op)?;
         self.fs.disarm();

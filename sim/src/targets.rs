@@ -222,6 +222,7 @@ pub fn engine_ops(data: &[u8]) {
         tail: 32,
         check_every_step: false,
         concurrency_ppm: None,
+        ..RunConfig::default()
     };
     let report = run_with(seed, &config, Box::new(ByteRng::new(ops)));
     if let Outcome::Failed(failure) = report.outcome {

@@ -153,6 +153,44 @@ impl FaultConfig {
 
     /// The names [`FaultConfig::profile`] accepts.
     pub const PROFILES: [&'static str; 5] = ["none", "crash", "swarm", "io", "corrupt"];
+
+    /// The faults [`FaultConfig::switch_off`] can turn off, by name.
+    pub const SWITCHES: [&'static str; 12] = [
+        "read_error",
+        "write_error",
+        "no_space",
+        "short_io",
+        "sync_error",
+        "kill_after_sync_error",
+        "bit_flip",
+        "wal_bit_flips",
+        "misdirect",
+        "torn_writes",
+        "garbage_holes",
+        "unsynced_survive",
+    ];
+
+    /// Turns off the fault named `name` (one of [`FaultConfig::SWITCHES`]); an unknown name
+    /// changes nothing and returns false. `unsynced_survive`: every unsynced write is lost
+    /// at a power loss (none survives).
+    pub fn switch_off(&mut self, name: &str) -> bool {
+        match name {
+            "read_error" => self.read_error_ppm = 0,
+            "write_error" => self.write_error_ppm = 0,
+            "no_space" => self.no_space_ppm = 0,
+            "short_io" => self.short_io_ppm = 0,
+            "sync_error" => self.sync_error_ppm = 0,
+            "kill_after_sync_error" => self.kill_after_sync_error_ppm = 0,
+            "bit_flip" => self.bit_flip_ppm = 0,
+            "wal_bit_flips" => self.wal_bit_flips = false,
+            "misdirect" => self.misdirect_ppm = 0,
+            "torn_writes" => self.torn_writes = false,
+            "garbage_holes" => self.garbage_holes = false,
+            "unsynced_survive" => self.survive_ppm = 0,
+            _ => return false,
+        }
+        true
+    }
 }
 
 /// The kind of an injected fault.
