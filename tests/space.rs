@@ -437,7 +437,7 @@ fn compact_refuses_an_overflow_chain_that_runs_into_a_record_page_and_loses_noth
 }
 
 /// An emptied database on real files: the meta pages are written as their used prefix
-/// over a file extended with a hole, so what is left on disk after everything is deleted
+/// and the rest of their slots never (holes), so what is left on disk after everything is deleted
 /// and checkpointed is a few file-system blocks, not two whole 64 KiB meta pages (which is
 /// what it was, 140 KiB, before: the churn benchmark's emptied figure).
 #[cfg(unix)]

@@ -1,4 +1,4 @@
-//! The short simulator ladder the mutation runs use as their test (`mutants/run`, README
+//! The short simulator ladder the mutation runs use in their test (`mutants/run`, README
 //! "Mutation testing"): a few seeds of each campaign kind (swarm, crash with three
 //! processes, io, corrupt), each required to pass or to catch its injected corruption.
 //! Ignored in the ordinary test run, where CI runs longer campaigns of the same kinds.
