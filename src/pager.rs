@@ -387,26 +387,19 @@ impl PageFile {
         self.file.sync_data().map_err(page_io("fdatasync"))
     }
 
-    /// Rewrites the two meta pages and the file length and syncs (see
-    /// [`crate::vfs::rewrite_prefix`]): run at open after some process's sync failed, so a
-    /// meta page that only the page cache holds reaches the disk before anything relies
-    /// on it.
-    pub fn rewrite_meta(&self) -> Result<()> {
-        let len = self.len()?;
-        self.set_len(len)?;
-        for id in [PageId(0), PageId(1)] {
-            let end = (id.offset() + META_WRITTEN_BYTES as u64).min(len);
-            if end <= id.offset() {
-                continue;
-            }
-            let mut buffer = vec![0u8; (end - id.offset()) as usize];
-            self.file
-                .read_exact_at(&mut buffer, id.offset())
-                .map_err(page_io("read"))?;
-            self.file
-                .write_all_at(&buffer, id.offset())
-                .map_err(page_io("rewrite"))?;
-        }
+    /// Rewrites meta slot `id` (its written prefix) and the file length, and syncs (see
+    /// [`crate::vfs::rewrite_prefix`]): run at open after some process's sync failed or a
+    /// checkpoint was interrupted, so a meta page that only the page cache holds reaches the
+    /// disk before anything relies on it. One slot only: a power cut during the rewrite may
+    /// tear what it rewrites, and the other slot is what a torn one falls back to.
+    pub fn rewrite_meta_slot(&self, id: PageId) -> Result<()> {
+        assert!(id < FIRST_DATA_PAGE, "{id} is not a meta slot");
+        crate::vfs::rewrite_range(
+            &*self.file,
+            id.offset(),
+            id.offset() + META_WRITTEN_BYTES as u64,
+        )
+        .map_err(page_io("rewrite"))?;
         self.sync()
     }
 
@@ -616,7 +609,7 @@ mod tests {
         file.write_meta(&meta(6)).expect("write");
         file.write_meta(&meta(7)).expect("write");
         let before = vfs.file_bytes(Path::new("/db/pages.db")).expect("bytes");
-        file.rewrite_meta().expect("rewrite");
+        file.rewrite_meta_slot(PageId(1)).expect("rewrite");
         assert_eq!(vfs.file_bytes(Path::new("/db/pages.db")), Some(before));
         assert_eq!(file.load_meta().expect("load"), Some(meta(7)));
     }

@@ -282,6 +282,21 @@ impl Campaign {
                 faults.join(", ")
             }
         );
+        let reached: Vec<String> = report
+            .rare_paths
+            .iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(path, count)| format!("{path:?} {count}"))
+            .collect();
+        let _ = writeln!(
+            text,
+            "rare paths: {}",
+            if reached.is_empty() {
+                "none".to_string()
+            } else {
+                reached.join(", ")
+            }
+        );
         match &report.outcome {
             Outcome::Failed(failure) => {
                 let _ = writeln!(

@@ -242,11 +242,18 @@ const REWRITE_CHUNK_BYTES: usize = 1 << 20;
 /// marks the lost pages clean while the page cache still shows their new contents: a later
 /// sync would report success without writing them. Rewriting makes them dirty again.
 pub fn rewrite_prefix(file: &dyn VfsFile, prefix_len: u64) -> io::Result<()> {
+    rewrite_range(file, 0, prefix_len)
+}
+
+/// [`rewrite_prefix`] of the bytes from `start` to `end` (both clipped to the length).
+/// Only what may not be durable should be rewritten: a power cut during the rewrite may
+/// tear what it rewrites, durable or not.
+pub fn rewrite_range(file: &dyn VfsFile, start: u64, end: u64) -> io::Result<()> {
     let len = file.len()?;
     file.set_len(len)?;
-    let end = prefix_len.min(len);
+    let end = end.min(len);
     let mut buffer = vec![0u8; REWRITE_CHUNK_BYTES];
-    let mut offset = 0;
+    let mut offset = start;
     while offset < end {
         let count = (end - offset).min(REWRITE_CHUNK_BYTES as u64) as usize;
         file.read_exact_at(&mut buffer[..count], offset)?;

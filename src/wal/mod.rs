@@ -204,7 +204,13 @@ impl Wal {
     /// Rewrites the whole file and syncs it (see [`crate::vfs::rewrite_prefix`]): run at
     /// open after some process's sync failed. Caller holds the WAL lock.
     pub fn rewrite_all(&self) -> Result<()> {
-        crate::vfs::rewrite_prefix(&*self.file, u64::MAX).map_err(wal_io("rewrite"))?;
+        self.rewrite_from(0)
+    }
+
+    /// [`Wal::rewrite_all`] of the bytes from `offset` on: what may not be durable (a power
+    /// cut during a rewrite may tear what it rewrites).
+    pub fn rewrite_from(&self, offset: u64) -> Result<()> {
+        crate::vfs::rewrite_range(&*self.file, offset, u64::MAX).map_err(wal_io("rewrite"))?;
         self.sync_now()
     }
 
