@@ -220,7 +220,16 @@ impl Inner {
     pub(super) fn resync_after_failed_sync(&self) -> Result<()> {
         let _gate = self.shm.take_sync_gate()?;
         let marks = self.shm.writer_marks()?;
-        let sync_unknown = marks.sync_failed || self.shm.sync_intent()?;
+        let intent = self.shm.sync_intent()?;
+        // A mark of another boot warns of a page cache a power loss took away: nothing
+        // to repair (0: an older build's mark, of an unknown boot).
+        let this_boot = |boot: u64| boot == self.shm.boot() || boot == 0;
+        let sync_unknown = (marks.sync_failed && this_boot(marks.sync_failed_boot))
+            || intent.is_some_and(this_boot);
+        if !sync_unknown && (marks.sync_failed || intent.is_some()) {
+            self.shm.clear_sync_intent()?;
+            self.shm.clear_sync_failed()?;
+        }
         if sync_unknown {
             crate::rare_paths::hit(if marks.sync_failed {
                 crate::rare_paths::RarePath::FailedSyncRepaired

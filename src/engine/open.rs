@@ -146,7 +146,10 @@ impl Inner {
         }
         let sync_unknown = {
             let _gate = self.shm.take_sync_gate()?;
-            self.shm.sync_intent()?
+            let boot = self.shm.boot();
+            self.shm
+                .sync_intent()?
+                .is_some_and(|set_in| set_in == boot || set_in == 0)
         };
         if sync_unknown {
             self.note(SHM_FILE_NAME, 80, "a writer's sync of the log failed, or its process died syncing, since the last repair: what is read may not be durable (the next read-write open repairs it)".to_string());

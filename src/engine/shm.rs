@@ -24,7 +24,9 @@ const CHECKPOINT_MARK_MAGIC: u32 = 0x4b43_5043;
 /// Where `wal.shm` keeps the sync intent (`magic u32, crc u32`), after the holder record
 /// of `locks` (offsets 64..77).
 const SYNC_INTENT_OFFSET: u64 = 80;
-const SYNC_INTENT_BYTES: usize = 8;
+const SYNC_INTENT_BYTES: usize = 16;
+/// Where `wal.shm` keeps the boot the sync-failure mark was set in.
+const SYNC_FAILED_BOOT_OFFSET: u64 = 24;
 const SYNC_INTENT_MAGIC: u32 = 0x434e_5953;
 /// The marks a writer reads under the writer lock: offsets 16 to 60, one read.
 const WRITER_MARKS_BYTES: usize =
@@ -37,7 +39,8 @@ const SHM_MAP_BYTES: usize = 4096;
 
 /// The shared counters file `wal.shm` (never synced; it only coordinates processes):
 /// - offset 0: `lsn u64, crc u32` of the last commit (readers poll it to catch up);
-/// - offset 16: the 8-byte sync-failure mark `SYNCFAIL` (or zeros);
+/// - offset 16: the 8-byte sync-failure mark `SYNCFAIL` (or zeros), and at 24 the boot it
+///   was set in (`Vfs::boot_id`; 0 from older builds: unknown);
 /// - offset 32: `salt u32, lsn u64, crc u32`: the highest LSN of that WAL life some process
 ///   made durable (cross-process group commit), reset by every open;
 /// - offset 48: `salt u32, magic u32, crc u32`: a checkpoint of that WAL life is writing its
@@ -48,7 +51,7 @@ const SHM_MAP_BYTES: usize = 4096;
 ///   reloads its view from the meta page instead (which resets the WAL if the checkpoint
 ///   covers it) and clears the mark;
 /// - offset 64: the writer lock's holder record (see `locks`);
-/// - offset 80: `magic u32, crc u32`: the sync intent. The holder of the sync gate sets it
+/// - offset 80: `boot u64, magic u32, crc u32`: the sync intent. The holder of the sync gate sets it
 ///   before its `fdatasync` of `wal.log` and clears it after the sync succeeded, before it
 ///   releases the gate; a failed sync leaves it set. So one found set by whoever holds the
 ///   gate was left by a process whose sync failed or that died syncing: the sync-failure
@@ -56,6 +59,9 @@ const SHM_MAP_BYTES: usize = 4096;
 ///   does not. An open treats it as a failed sync (see `durability`). A live process need
 ///   not: a failure after its log handle was opened is reported to its own next sync
 ///   (Linux since 4.13, and `SimFs`), and one before is what the open it made repaired.
+///   Both marks name the boot they were set in: after a power loss the page cache they warn
+///   about is gone, and an open only clears them (a repair then rewrites durable bytes,
+///   which a power cut during it may tear).
 ///
 /// Where the filesystem can map files, the first 4 KiB are mapped (the file is extended
 /// with zeros to that size): the counters are polled and published without a system call
@@ -72,6 +78,8 @@ pub(crate) struct SharedCounter {
     /// A second handle on the same file: its `flock` is the cross-process sync gate (a
     /// lock belongs to a handle, so it must not be the handle the counter is read through).
     sync_gate: Box<dyn VfsFile>,
+    /// This boot (`Vfs::boot_id`), stamped into the marks.
+    boot: u64,
 }
 
 /// What [`SharedCounter::writer_marks`] found.
@@ -79,6 +87,8 @@ pub(crate) struct SharedCounter {
 pub(crate) struct WriterMarks {
     /// Some process's sync failed since the last repair.
     pub sync_failed: bool,
+    /// The boot it failed in (0: unknown, an older build's mark).
+    pub sync_failed_boot: u64,
     /// A checkpoint of the WAL life with this salt started writing its meta page and did
     /// not finish.
     pub interrupted_checkpoint: Option<u32>,
@@ -107,6 +117,7 @@ impl SharedCounter {
             file,
             map,
             sync_gate: open()?,
+            boot: vfs.boot_id(),
         })
     }
 
@@ -218,9 +229,17 @@ impl SharedCounter {
     /// the disk lacks. Stays set (in the page cache, like the bytes it warns about) until an
     /// open has rewritten them.
     pub fn mark_sync_failed(&self) -> Result<()> {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&SYNC_FAILED_MARK);
+        bytes[8..].copy_from_slice(&self.boot.to_le_bytes());
         self.file
-            .write_all_at(&SYNC_FAILED_MARK, SYNC_FAILED_OFFSET)
+            .write_all_at(&bytes, SYNC_FAILED_OFFSET)
             .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
+    }
+
+    /// This boot, as the marks record it.
+    pub fn boot(&self) -> u64 {
+        self.boot
     }
 
     /// The marks writers check under the writer lock: whether a sync failed, and the
@@ -235,6 +254,10 @@ impl SharedCounter {
             Err(source) => return Err(Error::io("read", SHM_FILE_NAME, source)),
         }
         let sync_failed = bytes[..SYNC_FAILED_MARK.len()] == SYNC_FAILED_MARK;
+        let boot_at = (SYNC_FAILED_BOOT_OFFSET - SYNC_FAILED_OFFSET) as usize;
+        let mut boot = [0u8; 8];
+        boot.copy_from_slice(&bytes[boot_at..boot_at + 8]);
+        let sync_failed_boot = u64::from_le_bytes(boot);
         let start = (CHECKPOINT_MARK_OFFSET - SYNC_FAILED_OFFSET) as usize;
         let mark = &bytes[start..start + CHECKPOINT_MARK_BYTES];
         let word = |index: usize| {
@@ -250,6 +273,7 @@ impl SharedCounter {
         .then(|| word(0));
         Ok(WriterMarks {
             sync_failed,
+            sync_failed_boot,
             interrupted_checkpoint,
         })
     }
@@ -272,9 +296,10 @@ impl SharedCounter {
     /// Sets the sync intent (see the type's docs). Caller holds the sync gate.
     pub fn mark_sync_intent(&self) -> Result<()> {
         let mut bytes = [0u8; SYNC_INTENT_BYTES];
-        bytes[..4].copy_from_slice(&SYNC_INTENT_MAGIC.to_le_bytes());
-        let crc = crc32fast::hash(&bytes[..4]);
-        bytes[4..].copy_from_slice(&crc.to_le_bytes());
+        bytes[..8].copy_from_slice(&self.boot.to_le_bytes());
+        bytes[8..12].copy_from_slice(&SYNC_INTENT_MAGIC.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..12]);
+        bytes[12..].copy_from_slice(&crc.to_le_bytes());
         self.write_bytes(&bytes, SYNC_INTENT_OFFSET)
     }
 
@@ -283,22 +308,33 @@ impl SharedCounter {
         self.write_bytes(&[0u8; SYNC_INTENT_BYTES], SYNC_INTENT_OFFSET)
     }
 
-    /// True if the sync intent is set: for a caller holding the sync gate, a sync that
-    /// failed or whose process died (see the type's docs). A torn record counts as set:
-    /// only an intent write leaves anything but zeros there.
-    pub fn sync_intent(&self) -> Result<bool> {
+    /// The sync intent, if set: for a caller holding the sync gate, a sync that failed or
+    /// whose process died (see the type's docs), with the boot it was set in. A torn
+    /// record counts as set in this boot: only an intent write leaves anything but zeros
+    /// there.
+    pub fn sync_intent(&self) -> Result<Option<u64>> {
         let mut bytes = [0u8; SYNC_INTENT_BYTES];
         match self.read_bytes(&mut bytes, SYNC_INTENT_OFFSET) {
-            Ok(()) => Ok(bytes != [0u8; SYNC_INTENT_BYTES]),
-            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(source) => Err(Error::io("read", SHM_FILE_NAME, source)),
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(source) => return Err(Error::io("read", SHM_FILE_NAME, source)),
         }
+        if bytes == [0u8; SYNC_INTENT_BYTES] {
+            return Ok(None);
+        }
+        let crc = u32::from_le_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+        if crc != crc32fast::hash(&bytes[..12]) {
+            return Ok(Some(self.boot));
+        }
+        let mut boot = [0u8; 8];
+        boot.copy_from_slice(&bytes[..8]);
+        Ok(Some(u64::from_le_bytes(boot)))
     }
 
     /// Clears the sync-failure mark.
     pub fn clear_sync_failed(&self) -> Result<()> {
         self.file
-            .write_all_at(&[0u8; SYNC_FAILED_MARK.len()], SYNC_FAILED_OFFSET)
+            .write_all_at(&[0u8; 16], SYNC_FAILED_OFFSET)
             .map_err(|source| Error::io("write", SHM_FILE_NAME, source))
     }
 

@@ -79,6 +79,24 @@ pub trait Vfs: Send + Sync + fmt::Debug {
         std::process::id()
     }
 
+    /// This boot of the machine, never 0: the page cache (and what it shows that the disk
+    /// lacks after a failed sync) lives only within one. The default reads Linux's
+    /// `/proc/sys/kernel/random/boot_id` once (1 where it cannot); a simulated filesystem
+    /// counts its power losses.
+    fn boot_id(&self) -> u64 {
+        static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        *BOOT.get_or_init(|| {
+            let text =
+                std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+            let bytes = text.trim().as_bytes();
+            let high = u64::from(crc32fast::hash(bytes));
+            let mut reversed = bytes.to_vec();
+            reversed.reverse();
+            let low = u64::from(crc32fast::hash(&reversed));
+            ((high << 32) | low).max(1)
+        })
+    }
+
     /// 64 random bits, for identities (a new database's id). The default draws them from
     /// the operating system's hash keys (`RandomState`); a simulated filesystem overrides it
     /// with its seeded generator so that runs replay.

@@ -98,6 +98,8 @@ pub struct Disk {
     pub killed: BTreeSet<Pid>,
     /// Counts every call, for traces and triggers.
     pub io_calls: u64,
+    /// Power losses so far: the boot the processes run in (`Vfs::boot_id` is one more).
+    pub power_losses: u64,
     /// Kill `pid` when `io_calls` reaches the value.
     pub kill_at: Option<(u64, Pid)>,
     /// Cut the power when `io_calls` reaches the value.
@@ -176,6 +178,7 @@ impl Disk {
             epochs: BTreeMap::new(),
             killed: BTreeSet::new(),
             io_calls: 0,
+            power_losses: 0,
             kill_at: None,
             power_cut_at: None,
             sync_fail_at: None,

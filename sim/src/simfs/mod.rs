@@ -468,6 +468,11 @@ impl Vfs for ProcessFs {
         u32::try_from(self.pid).unwrap_or(u32::MAX)
     }
 
+    /// A power loss starts a new boot: the page cache is gone.
+    fn boot_id(&self) -> u64 {
+        self.disk().power_losses + 1
+    }
+
     /// Drawn from the disk's seeded generator, so a run replays (a new database's id).
     fn random_u64(&self) -> u64 {
         use rand_chacha::rand_core::RngCore;

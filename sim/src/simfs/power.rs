@@ -28,6 +28,7 @@ impl Disk {
             self.kill(pid);
         }
         self.power_cut = false;
+        self.power_losses += 1;
         self.record(FaultKind::PowerLoss, "", 0);
         self.names = self.durable_names.clone();
         let kept: BTreeSet<u64> = self.names.values().copied().collect();
