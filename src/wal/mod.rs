@@ -208,12 +208,8 @@ impl Wal {
     }
 
     /// [`Wal::rewrite_all`] of the bytes from `offset` on: what may not be durable (a power
-    /// cut during a rewrite may tear what it rewrites). A plain sync comes first: what is
-    /// still dirty (the header of a reset a process died in, say) becomes durable before
-    /// anything after it is written again, so a cut during the rewrite cannot leave
-    /// rewritten frames behind a header that never reached the disk.
+    /// cut during a rewrite may tear what it rewrites).
     pub fn rewrite_from(&self, offset: u64) -> Result<()> {
-        self.sync_now()?;
         crate::vfs::rewrite_range(&*self.file, offset, u64::MAX).map_err(wal_io("rewrite"))?;
         self.sync_now()
     }
