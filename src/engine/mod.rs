@@ -43,6 +43,7 @@ mod open;
 pub(crate) use open::new_database_id;
 use open::{check_directory, initial_meta, name_directory};
 mod options;
+mod record_reads;
 mod records;
 mod scan;
 mod shm;
