@@ -108,10 +108,8 @@ impl Inner {
             .write_meta(&meta)
             .map_err(|error| self.poison(error.to_string()))?;
         failpoints::check("checkpoint.meta_synced").map_err(page_io)?;
-        let header = self
-            .wal
-            .reset(next_salt(view.cursor.salt, &meta), meta.checkpoint_lsn)
-            .map_err(|error| self.wal_sync_failed(error))?;
+        let salt = next_salt(view.cursor.salt, &meta);
+        let header = self.wal_sync_marked(|wal| wal.reset(salt, meta.checkpoint_lsn))?;
         *view = View::checkpointed(meta, Some(header));
         for id in ids {
             self.pool.mark_clean(id);

@@ -99,10 +99,8 @@ impl Inner {
             .sync()
             .map_err(|error| self.poison(error.to_string()))?;
         let salt = next_salt(view.cursor.salt, &view.meta);
-        let header = self
-            .wal
-            .reset(salt, view.meta.checkpoint_lsn)
-            .map_err(|error| self.wal_sync_failed(error))?;
+        let base_lsn = view.meta.checkpoint_lsn;
+        let header = self.wal_sync_marked(|wal| wal.reset(salt, base_lsn))?;
         *view = View::checkpointed(view.meta.clone(), Some(header));
         Ok(())
     }

@@ -82,6 +82,24 @@ impl Inner {
         })
     }
 
+    /// Runs a WAL sync that is not a commit's (a reset's, or one making an adopted header
+    /// durable) under the sync gate with the sync intent set, as [`Inner::sync_shared`]
+    /// does: a failure, or this process dying in it, then leaves the intent for the next
+    /// open to repair. Without it, a reset whose header sync failed and whose process died
+    /// before the sync-failure mark left a header the page cache calls clean and the disk
+    /// never got; the next commit's sync would not write it, and after a power loss the
+    /// log's frames would sit behind no header. Caller holds the WAL lock.
+    pub(super) fn wal_sync_marked<T>(
+        &self,
+        sync: impl FnOnce(&crate::wal::Wal) -> Result<T>,
+    ) -> Result<T> {
+        let _gate = self.shm.take_sync_gate()?;
+        self.shm.mark_sync_intent()?;
+        let outcome = sync(&self.wal).map_err(|error| self.wal_sync_failed(error))?;
+        self.shm.clear_sync_intent()?;
+        Ok(outcome)
+    }
+
     /// Makes the WAL durable up to `last_lsn` (the last commit the view covers) before a
     /// checkpoint writes pages, and returns the LSN now known durable (at least
     /// `last_lsn`). The caller holds the writer locks, so nothing is appended meanwhile. A
@@ -199,6 +217,7 @@ impl Inner {
                 self.reload(&mut view)?;
             }
             self.ensure_wal_ready()?;
+            self.wal_sync_marked(|wal| wal.sync_adopted_header())?;
             self.shm.clear_checkpoint_mark()?;
         }
         Ok(())
@@ -270,13 +289,17 @@ impl Inner {
     }
 
     /// Rewrites the WAL from its first frame past what `wal.shm` records as made durable
-    /// (all of it without a record of this life): frames a successful sync covered are on
-    /// disk, and a rewrite torn by a power cut would damage them.
+    /// (all of it, header first, without a record of this life: a reset that failed or died
+    /// in its sync may have left the header only in the page cache): frames a successful
+    /// sync covered are on disk, and a rewrite torn by a power cut would damage them.
     fn rewrite_undurable_wal(&self) -> Result<()> {
         let Some(header) = self.wal.read_header()? else {
             return self.wal.rewrite_all();
         };
         let durable = self.shm.read_durable(header.salt)?;
+        if durable < header.base_lsn {
+            return self.wal.rewrite_all();
+        }
         let scan = self.wal.scan_after(
             &crate::wal::WalCursor::at_start(header),
             crate::wal::AfterZeros::Probe,

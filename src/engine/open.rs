@@ -94,7 +94,9 @@ impl Inner {
         if interrupted_checkpoint.is_some() {
             crate::rare_paths::hit(crate::rare_paths::RarePath::InterruptedCheckpointFinished);
             // The open reloaded its view from the meta page (and reset a WAL the
-            // checkpoint covers): the interrupted checkpoint is finished.
+            // checkpoint covers): the interrupted checkpoint is finished, once the WAL's
+            // header is durable (the checkpoint may have died syncing its reset).
+            self.wal_sync_marked(|wal| wal.sync_adopted_header())?;
             self.shm.clear_checkpoint_mark()?;
         }
         crate::failpoints::check("open.recovered").map_err(open_error)?;
