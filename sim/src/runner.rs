@@ -317,7 +317,9 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         Ok(()) => Outcome::Passed,
         Err(Stop::Detected(detail)) => Outcome::CorruptionDetected(detail),
         Err(Stop::LostWrite(detail)) => Outcome::LostWriteUndetectable(detail),
-        Err(Stop::Broken(violation)) if sim.fs.lost_page_write() => {
+        Err(Stop::Broken(violation))
+            if sim.fs.lost_page_write() && violation.rule != Rule::NoPanic =>
+        {
             Outcome::LostWriteUndetectable(violation.to_string())
         }
         Err(Stop::Broken(violation)) => {

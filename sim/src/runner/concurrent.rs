@@ -348,15 +348,27 @@ impl Sim {
             _ => false,
         });
         self.long_stalls += u64::from(long_stall);
+        // A panic in any act is a violation, whatever the acts before it returned: read in
+        // order, an earlier act's corruption error ended the group as detected corruption
+        // and hid a later act's panic (1,000-seed swarm campaign, seed 974: a checkpoint
+        // panicked writing a page that named page 0, and the run passed as "corruption
+        // caught").
+        if let Some(((process, act), Err(panic))) = acts
+            .iter()
+            .zip(&results)
+            .find(|(_, result)| result.is_err())
+        {
+            return Err(broken(
+                Rule::NoPanic,
+                format!("p{process} {}: panic: {panic}", act.describe()),
+            ));
+        }
         let mut undo = Vec::new();
         let mut failed = BTreeSet::new();
         for ((process, act), result) in acts.iter().zip(results) {
-            let result = result.map_err(|panic| {
-                broken(
-                    Rule::NoPanic,
-                    format!("p{process} {}: panic: {panic}", act.describe()),
-                )
-            })?;
+            let Ok(result) = result else {
+                unreachable!("panics were reported above");
+            };
             if let Some(Error::Locked(message)) = result.error() {
                 if !long_stall {
                     return Err(broken(

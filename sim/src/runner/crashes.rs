@@ -285,14 +285,20 @@ impl Sim {
             };
             self.fs.disarm();
             self.fs.set_capture_paused(false);
+            // Panics first: an earlier process's corruption error must not hide one.
+            if let Some((pid, Err(panic))) = results
+                .iter()
+                .enumerate()
+                .find(|(_, result)| result.is_err())
+            {
+                return Err(broken(
+                    Rule::NoPanic,
+                    format!("p{pid} open during a concurrent recovery: panic: {panic}"),
+                ));
+            }
             for (pid, result) in results.into_iter().enumerate() {
                 match result {
-                    Err(panic) => {
-                        return Err(broken(
-                            Rule::NoPanic,
-                            format!("p{pid} open during a concurrent recovery: panic: {panic}"),
-                        ));
-                    }
+                    Err(_) => unreachable!("panics were reported above"),
                     Ok(Ok(engine)) if !self.fs.is_killed(pid) => {
                         self.trace.push(format!("p{pid} recovered (together)"));
                         self.engines[pid] = Some(engine);
