@@ -39,7 +39,7 @@ pub const PAGE_DATA_SIZE: usize = PAGE_SIZE - PAGE_HEADER_SIZE;
 /// 128-bit handles with serials; version 1 (mentedb-storage before the space map) kept
 /// records in their home slots with per-slot generations and a free list. A page of another
 /// version is refused.
-pub const PAGE_FORMAT_VERSION: u8 = 2;
+pub const PAGE_FORMAT_VERSION: u8 = 3;
 /// Largest page id a record handle can name (page ids are kept to 32 bits).
 pub const PAGE_ID_MAX: u64 = u32::MAX as u64;
 

@@ -57,8 +57,17 @@ const META_OFFSET_ALLOC: usize = PAGE_HEADER_SIZE + 24;
 const META_OFFSET_LINEAGE: usize = META_OFFSET_ALLOC + ALLOC_STATE_SIZE;
 /// Bytes of a meta page that a meta write writes; the rest of the page is zero.
 pub const META_WRITTEN_BYTES: usize = 4096;
-const _: () =
-    assert!(META_OFFSET_LINEAGE + crate::lineage::LINEAGE_BYTES_MAX <= META_WRITTEN_BYTES);
+/// Where the meta page keeps the versions of the map pages: `count u32`, then `count` ×
+/// `lsn u64` (see [`Meta::map_versions`]).
+const META_OFFSET_MAP_VERSIONS: usize = META_OFFSET_LINEAGE + crate::lineage::LINEAGE_BYTES_MAX;
+/// Map pages the meta page keeps versions of, at most: the file's limit is this many
+/// spans (`space_map::MAP_SPAN` pages each): 398, 176 GiB of file.
+pub const MAP_PAGES_MAX: usize = (META_WRITTEN_BYTES - META_OFFSET_MAP_VERSIONS - 4) / 8;
+/// Most pages a file may have: [`MAP_PAGES_MAX`] spans.
+pub const FILE_PAGES_MAX: u64 =
+    crate::space_map::FIRST_MAP_PAGE.0 + MAP_PAGES_MAX as u64 * crate::space_map::MAP_SPAN;
+const _: () = assert!(META_OFFSET_MAP_VERSIONS + 4 + 8 * MAP_PAGES_MAX <= META_WRITTEN_BYTES);
+const _: () = assert!(FILE_PAGES_MAX <= crate::page::PAGE_ID_MAX);
 
 /// How many pages exist, how many are free, and the serials handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,7 +148,7 @@ impl AllocState {
         let in_file =
             |page: PageId| page.0 == 0 || (page >= FIRST_DATA_PAGE && page.0 < self.page_count);
         let valid = self.page_count >= FIRST_DATA_PAGE.0
-            && self.page_count <= crate::page::PAGE_ID_MAX
+            && self.page_count <= FILE_PAGES_MAX
             && in_file(self.record_hint)
             && in_file(self.handle_hint)
             && self.free_pages < self.page_count
@@ -168,6 +177,10 @@ pub struct Meta {
     pub alloc: AllocState,
     /// The databases this one was restored from (see `lineage`).
     pub lineage: crate::lineage::Lineage,
+    /// The LSN each map page had when this checkpoint wrote it (or an earlier one), in
+    /// span order: what a map page read from `pages.db` must carry (the map pages keep the
+    /// versions of every other page; see `space_map`). One per map page of the file.
+    pub map_versions: Vec<Lsn>,
 }
 
 /// Builds the (sealed) meta page for `meta`, placed at page `generation % 2`.
@@ -183,8 +196,42 @@ pub fn encode_meta_page(meta: &Meta) -> Page {
     let lineage = meta.lineage.encode();
     page.bytes_mut()[META_OFFSET_LINEAGE..META_OFFSET_LINEAGE + lineage.len()]
         .copy_from_slice(&lineage);
+    assert!(
+        meta.map_versions.len() <= MAP_PAGES_MAX,
+        "{} map pages, over the limit",
+        meta.map_versions.len()
+    );
+    page.put_u32(META_OFFSET_MAP_VERSIONS, meta.map_versions.len() as u32);
+    for (index, lsn) in meta.map_versions.iter().enumerate() {
+        page.put_u64(META_OFFSET_MAP_VERSIONS + 4 + 8 * index, lsn.0);
+    }
     page.seal();
     page
+}
+
+/// Decodes the map versions of a meta page whose allocation state says `page_count`.
+fn decode_map_versions(page: &Page, page_count: u64) -> Result<Vec<Lsn>, DecodeError> {
+    let count = page.get_u32(META_OFFSET_MAP_VERSIONS) as usize;
+    let expected = crate::space_map::map_pages(page_count).count();
+    if count != expected {
+        return Err(DecodeError::new(format!(
+            "the meta page keeps versions of {count} map pages, but {page_count} pages have \
+             {expected}"
+        )));
+    }
+    (0..count)
+        .map(|index| {
+            let lsn = Lsn(page.get_u64(META_OFFSET_MAP_VERSIONS + 4 + 8 * index));
+            if lsn.is_valid() {
+                Ok(lsn)
+            } else {
+                Err(DecodeError::new(format!(
+                    "map page version {} over the limit",
+                    lsn.0
+                )))
+            }
+        })
+        .collect()
 }
 
 /// Reads meta slot `id` as every reader must: its first [`META_WRITTEN_BYTES`] (zeros past
@@ -248,11 +295,13 @@ pub fn decode_meta_page(page: &Page, id: PageId) -> Result<Option<Meta>, DecodeE
             alloc.serial_next
         )));
     }
+    let map_versions = decode_map_versions(page, alloc.page_count)?;
     Ok(Some(Meta {
         generation,
         checkpoint_lsn,
         alloc,
         lineage,
+        map_versions,
     }))
 }
 
@@ -481,6 +530,7 @@ mod tests {
             lineage: crate::lineage::Lineage::default()
                 .restored_from(DatabaseId(5), 12)
                 .restored_from(DatabaseId(6), 30),
+            map_versions: vec![Lsn(7)],
         }
     }
 

@@ -57,11 +57,15 @@ pub enum RarePath {
     LockTimedOut,
     /// A write returned `Error::OutcomeUnknown` (its sync failed).
     CommitOutcomeUnknown,
+    /// A page read from `pages.db` carried another LSN than the version its map keeps (a
+    /// lost or misdirected write, or a view another process's checkpoint made stale: read
+    /// again after a refresh).
+    StalePageRefused,
 }
 
 impl RarePath {
     /// Every rare path, in a fixed order.
-    pub const ALL: [RarePath; 18] = [
+    pub const ALL: [RarePath; 19] = [
         RarePath::TornTailAtOpen,
         RarePath::DamagedFrameProven,
         RarePath::LostTailRefused,
@@ -80,6 +84,7 @@ impl RarePath {
         RarePath::CompactionMoved,
         RarePath::LockTimedOut,
         RarePath::CommitOutcomeUnknown,
+        RarePath::StalePageRefused,
     ];
 
     fn index(self) -> usize {

@@ -22,13 +22,28 @@
 //! The map is exact for free pages (entry 255 exactly when the page is free) and a lower
 //! bound for room (a record page never has less room than its entry says), which the
 //! integrity check verifies. Pages at or past the page count have entry 0.
+//!
+//! # Version of a page (eight bytes)
+//! After the [`MAP_SPAN`] entry bytes, the map page keeps one `u64` per page of its span:
+//! the LSN the page had when a checkpoint last wrote it to `pages.db` (0: never written;
+//! 0 for the map page itself, whose version the meta page keeps). A page read from
+//! `pages.db` must carry exactly that LSN: an older one is a write that was lost, or went to
+//! another page (a misdirected write leaves the page it was meant for stale with a valid
+//! checksum, which no checksum inside the page can tell). The versions change only in the
+//! commit a checkpoint makes before it writes the pages (see `engine::checkpoint`), so
+//! they are logged and recovered like every other byte of the map.
 
-use crate::page::{PAGE_DATA_SIZE, PAGE_HEADER_SIZE, PageId};
+use crate::page::{Lsn, PAGE_DATA_SIZE, PAGE_HEADER_SIZE, Page, PageId};
 
 /// The first map page.
 pub const FIRST_MAP_PAGE: PageId = PageId(2);
-/// Pages one map page describes (its own page included).
-pub const MAP_SPAN: u64 = PAGE_DATA_SIZE as u64;
+/// Bytes a page takes in its map page: its entry and its version.
+const BYTES_PER_PAGE: usize = 1 + 8;
+/// Pages one map page describes (its own page included): 7,276, 455 MiB of file.
+pub const MAP_SPAN: u64 = (PAGE_DATA_SIZE / BYTES_PER_PAGE) as u64;
+/// Where the versions start in a map page.
+const VERSIONS_OFFSET: usize = PAGE_HEADER_SIZE + MAP_SPAN as usize;
+const _: () = assert!(VERSIONS_OFFSET + 8 * MAP_SPAN as usize <= PAGE_HEADER_SIZE + PAGE_DATA_SIZE);
 /// Bytes of room one unit of a record page's entry stands for.
 pub const ROOM_UNIT_BYTES: usize = 512;
 /// Largest room class of a record page.
@@ -80,6 +95,31 @@ pub fn locate(page: PageId) -> (PageId, usize) {
     (map_page, PAGE_HEADER_SIZE + (relative % MAP_SPAN) as usize)
 }
 
+/// The map page keeping the version of `page`, and the version's offset within it.
+pub fn locate_version(page: PageId) -> (PageId, usize) {
+    let (map_page, entry_offset) = locate(page);
+    let index = entry_offset - PAGE_HEADER_SIZE;
+    (map_page, VERSIONS_OFFSET + 8 * index)
+}
+
+/// The version `map` (the map page of `page`'s span) keeps for `page`.
+pub fn version(map: &Page, page: PageId) -> Lsn {
+    let (map_page, offset) = locate_version(page);
+    debug_assert_eq!(
+        map.id(),
+        map_page,
+        "{page} is not in the span of {}",
+        map.id()
+    );
+    Lsn(map.get_u64(offset))
+}
+
+/// The index of the span a map page heads (0 for [`FIRST_MAP_PAGE`]).
+pub fn span_of(map_page: PageId) -> usize {
+    assert!(is_map_page(map_page), "{map_page} is not a map page");
+    ((map_page.0 - FIRST_MAP_PAGE.0) / MAP_SPAN) as usize
+}
+
 /// True if `page` is a map page.
 pub fn is_map_page(page: PageId) -> bool {
     page >= FIRST_MAP_PAGE && (page.0 - FIRST_MAP_PAGE.0).is_multiple_of(MAP_SPAN)
@@ -113,6 +153,30 @@ pub fn record_class_for(needed: usize) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_page_has_a_version_after_the_entries_of_its_map_page() {
+        assert_eq!(MAP_SPAN, 7276);
+        assert_eq!(locate_version(PageId(2)), (PageId(2), VERSIONS_OFFSET));
+        assert_eq!(locate_version(PageId(3)), (PageId(2), VERSIONS_OFFSET + 8));
+        let last = PageId(2 + MAP_SPAN - 1);
+        let (map, offset) = locate_version(last);
+        assert_eq!(map, PageId(2));
+        assert_eq!(offset + 8, VERSIONS_OFFSET + 8 * MAP_SPAN as usize);
+        assert!(offset + 8 <= crate::page::PAGE_SIZE);
+        assert_eq!(locate_version(PageId(2 + MAP_SPAN)).0, PageId(2 + MAP_SPAN));
+        let mut map_page = Page::new(PageId(2), crate::page::PageType::SpaceMap);
+        map_page.put_u64(locate_version(PageId(9)).1, 77);
+        assert_eq!(version(&map_page, PageId(9)), Lsn(77));
+        assert_eq!(version(&map_page, PageId(10)), Lsn(0));
+        assert_eq!(span_of(PageId(2 + 3 * MAP_SPAN)), 3);
+    }
+
+    #[test]
+    fn the_file_limit_is_what_the_readme_says() {
+        assert_eq!(crate::pager::MAP_PAGES_MAX, 398);
+        assert_eq!(crate::pager::FILE_PAGES_MAX, 2_895_850);
+    }
 
     #[test]
     fn every_page_has_one_entry_in_the_map_page_of_its_span() {

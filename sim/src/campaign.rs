@@ -54,8 +54,6 @@ pub struct Summary {
     pub passed: u64,
     /// Runs stopped by detected corruption.
     pub detected: u64,
-    /// Runs stopped by an undetectable lost page write (misdirected write).
-    pub lost_writes: u64,
     /// Operations issued.
     pub ops: u64,
     /// Oracle checks passed.
@@ -380,7 +378,6 @@ impl Summary {
         match report.outcome {
             Outcome::Passed => self.passed += 1,
             Outcome::CorruptionDetected(_) => self.detected += 1,
-            Outcome::LostWriteUndetectable(_) => self.lost_writes += 1,
             Outcome::Failed(failure) => self.failures.push((report.seed, failure)),
         }
     }
@@ -392,11 +389,6 @@ impl Summary {
         let _ = writeln!(text, "runs                 {:>10}", self.runs);
         let _ = writeln!(text, "  passed             {:>10}", self.passed);
         let _ = writeln!(text, "  corruption caught  {:>10}", self.detected);
-        let _ = writeln!(
-            text,
-            "  lost page write    {:>10}  (misdirected write: undetectable by page checksums)",
-            self.lost_writes
-        );
         let _ = writeln!(text, "  FAILED             {:>10}", self.failures.len());
         let _ = writeln!(
             text,

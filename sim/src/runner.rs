@@ -87,9 +87,6 @@ pub enum Outcome {
     /// Injected corruption was detected (`Error::Corruption`); the run stopped there, as an
     /// operator would restore from a backup.
     CorruptionDetected(String),
-    /// A misdirected write left a page silently stale and the oracle saw the lost write:
-    /// outside what page checksums can detect (counted, not a failure).
-    LostWriteUndetectable(String),
     /// A rule broke.
     Failed(Failure),
 }
@@ -157,7 +154,6 @@ pub struct RunReport {
 enum Stop {
     Broken(Violation),
     Detected(String),
-    LostWrite(String),
 }
 
 type Step = Result<(), Stop>;
@@ -316,12 +312,6 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
     let outcome = match result {
         Ok(()) => Outcome::Passed,
         Err(Stop::Detected(detail)) => Outcome::CorruptionDetected(detail),
-        Err(Stop::LostWrite(detail)) => Outcome::LostWriteUndetectable(detail),
-        Err(Stop::Broken(violation))
-            if sim.fs.lost_page_write() && violation.rule != Rule::NoPanic =>
-        {
-            Outcome::LostWriteUndetectable(violation.to_string())
-        }
         Err(Stop::Broken(violation)) => {
             sim.trace.push(format!("VIOLATION {violation}"));
             Outcome::Failed(Failure {
@@ -524,9 +514,6 @@ impl Sim {
                 Ok(())
             }
             Ok(Verdict::CorruptionDetected(detail)) => Err(Stop::Detected(detail)),
-            Err(violation) if self.fs.lost_page_write() => {
-                Err(Stop::LostWrite(violation.to_string()))
-            }
             Err(violation) => Err(Stop::Broken(violation)),
         }
     }

@@ -32,7 +32,7 @@ use super::view::View;
 use super::{WalLock, next_salt};
 use crate::error::{Error, Result};
 use crate::failpoints;
-use crate::page::{PAGE_SIZE, Page};
+use crate::page::{Lsn, PAGE_SIZE, Page};
 use crate::pager::Meta;
 use crate::pager::PAGE_FILE_NAME;
 use crate::vfs::LockMode;
@@ -56,13 +56,33 @@ impl Inner {
             // commit of its own, and the file is cut after the new meta page is durable.
             self.commit_locked(&mut writer, |txn| txn.shrink())?;
         }
-        let (salt, last_lsn) = {
+        let versions: Vec<(crate::page::PageId, crate::page::Lsn)> = {
             let view = self.read_view();
             let nothing_logged =
                 view.index.is_empty() && view.cursor.last_lsn <= view.meta.checkpoint_lsn;
             if nothing_logged && view.wal_ready {
                 return Ok(true);
             }
+            view.index
+                .iter()
+                .filter(|(id, _)| {
+                    id.0 < view.alloc.page_count && !crate::space_map::is_map_page(**id)
+                })
+                .filter_map(|(id, frames)| frames.last().map(|frame| (*id, frame.lsn)))
+                .collect()
+        };
+        if !versions.is_empty() {
+            // The versions the pages are about to be written at, logged first: a page read
+            // from `pages.db` later must carry its version (see `space_map`).
+            self.commit_locked(&mut writer, |txn| {
+                for (id, lsn) in versions {
+                    txn.set_version(id, lsn)?;
+                }
+                Ok(())
+            })?;
+        }
+        let (salt, last_lsn) = {
+            let view = self.read_view();
             (view.cursor.salt, view.last_lsn())
         };
         // Before the view is locked for writing: the sync reads it. The writer locks keep
@@ -83,11 +103,16 @@ impl Inner {
             .filter(|id| id.0 < page_count)
             .collect();
         ids.sort_unstable();
+        let mut map_versions = view.meta.map_versions.clone();
+        map_versions.resize(crate::space_map::map_pages(page_count).count(), Lsn(0));
         for id in &ids {
             let mut page = match self.pool.get(*id) {
                 Some(cached) => Page::clone(&cached),
                 None => self.rebuild_page(*id, &view.index[id], view.cursor.salt)?,
             };
+            if crate::space_map::is_map_page(*id) {
+                map_versions[crate::space_map::span_of(*id)] = page.lsn();
+            }
             self.pages.write_page(&mut page, wal_durable)?;
         }
         failpoints::check("checkpoint.pages_written").map_err(page_io)?;
@@ -100,6 +125,7 @@ impl Inner {
             checkpoint_lsn: view.last_lsn(),
             alloc: view.alloc,
             lineage: view.meta.lineage.clone(),
+            map_versions,
         };
         // From the meta page to the WAL reset, a writer that finds the lock free finishes
         // this checkpoint (this process died in between).

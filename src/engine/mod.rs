@@ -250,15 +250,39 @@ impl Inner {
         let mut attempt = 0;
         loop {
             let ticket = self.pool.ticket();
-            let (result, past_end) = {
+            let (result, past_end, expected) = {
                 let view = self.read_view();
                 match view.index.get(&id) {
-                    Some(frames) => (self.rebuild_page(id, frames, view.cursor.salt), false),
+                    Some(frames) => (
+                        self.rebuild_page(id, frames, view.cursor.salt),
+                        false,
+                        Expected::Any,
+                    ),
                     None => (
                         self.pages.read_verified_into(id, self.pool.spare_page()),
                         id.0 >= view.alloc.page_count,
+                        Expected::of(id, &view.meta),
                     ),
                 }
+            };
+            // A page read from `pages.db` carries the version the map (or, for a map page,
+            // the meta page) keeps for it: an older one lost its last write, or that write
+            // landed on another page (issue 16: the checksum inside a stale page is valid).
+            // A view that is stale (another process checkpointed since) can expect an
+            // older version: refreshed and read again before it counts as damage.
+            let result = match result {
+                Ok(page) if page.id() == id && !past_end => {
+                    match self.check_version(id, &page, expected) {
+                        Ok(()) => Ok(page),
+                        Err(_) if attempt < READ_ATTEMPTS_MAX => {
+                            attempt += 1;
+                            self.refresh_unlocked()?;
+                            continue;
+                        }
+                        Err(error) => Err(error),
+                    }
+                }
+                other => other,
             };
             // An all-zero page verifies (and names page 0), but every page of the file was
             // written by the checkpoint after the commit that made it (a freed page is
@@ -303,6 +327,61 @@ impl Inner {
             self.pool.recycle(evicted.page);
         }
         guard
+    }
+}
+
+/// The version a page read from `pages.db` must carry.
+#[derive(Debug, Clone, Copy)]
+enum Expected {
+    /// Rebuilt from the WAL: checked frame by frame.
+    Any,
+    /// A map page: the version the meta page keeps (`None`: it keeps none for it).
+    Known(Option<Lsn>),
+    /// Another page: the version its map page keeps.
+    FromMap,
+}
+
+impl Expected {
+    fn of(id: PageId, meta: &crate::pager::Meta) -> Expected {
+        if crate::space_map::is_map_page(id) {
+            let span = crate::space_map::span_of(id);
+            Expected::Known(meta.map_versions.get(span).copied())
+        } else {
+            Expected::FromMap
+        }
+    }
+}
+
+impl Inner {
+    /// Corruption unless `page`, read from `pages.db` at `id`, carries the version
+    /// `expected` names (see [`Expected`]).
+    fn check_version(&self, id: PageId, page: &Page, expected: Expected) -> Result<()> {
+        let (version, keeper) = match expected {
+            Expected::Any => return Ok(()),
+            Expected::Known(version) => (version, "the meta page".to_string()),
+            Expected::FromMap => {
+                let (map_page, _) = crate::space_map::locate_version(id);
+                let map = self.read_page(map_page, true)?;
+                (
+                    Some(crate::space_map::version(&map, id)),
+                    map_page.to_string(),
+                )
+            }
+        };
+        if version == Some(page.lsn()) {
+            return Ok(());
+        }
+        crate::rare_paths::hit(crate::rare_paths::RarePath::StalePageRefused);
+        Err(Error::corruption(
+            crate::pager::PAGE_FILE_NAME,
+            id.offset(),
+            format!(
+                "{id} holds LSN {}, but {keeper} says the last checkpoint wrote it at {}: \
+                 its last write was lost or went to another page",
+                page.lsn().0,
+                version.map_or("no LSN".to_string(), |lsn| format!("LSN {}", lsn.0))
+            ),
+        ))
     }
 }
 

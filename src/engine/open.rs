@@ -281,6 +281,7 @@ pub(super) fn initial_meta(database_id: DatabaseId) -> Meta {
         checkpoint_lsn: Lsn(0),
         alloc: AllocState::empty(database_id),
         lineage: crate::lineage::Lineage::default(),
+        map_versions: Vec::new(),
     }
 }
 

@@ -105,6 +105,25 @@ impl Snapshot<'_> {
             checkpoint_lsn: self.view.last_lsn(),
             alloc: self.view.alloc,
             lineage: self.view.meta.lineage.clone(),
+            map_versions: crate::space_map::map_pages(self.page_count())
+                .map(|map_page| {
+                    match self
+                        .view
+                        .index
+                        .get(&map_page)
+                        .and_then(|frames| frames.last())
+                    {
+                        Some(frame) => frame.lsn,
+                        None => self
+                            .view
+                            .meta
+                            .map_versions
+                            .get(crate::space_map::span_of(map_page))
+                            .copied()
+                            .unwrap_or(Lsn(0)),
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -127,13 +146,25 @@ impl Snapshot<'_> {
             unused.seal();
             return Ok(unused);
         }
-        match self.view.index.get(&id) {
-            Some(frames) => {
-                let mut page = self.inner.rebuild_page(id, frames, self.view.cursor.salt)?;
-                page.seal();
-                Ok(page)
+        let mut page = match self.view.index.get(&id) {
+            Some(frames) => self.inner.rebuild_page(id, frames, self.view.cursor.salt)?,
+            None => self.inner.pages.read_verified(id)?,
+        };
+        if crate::space_map::is_map_page(id) {
+            // The copy holds the pages the WAL changed at their newest LSN: its map must
+            // say so (a restored page file is read like any checkpointed one).
+            let span = crate::space_map::span_pages(id, self.page_count());
+            for (page_id, frames) in &self.view.index {
+                if span.contains(&page_id.0)
+                    && !crate::space_map::is_map_page(*page_id)
+                    && let Some(frame) = frames.last()
+                {
+                    let (_, offset) = crate::space_map::locate_version(*page_id);
+                    page.put_u64(offset, frame.lsn.0);
+                }
             }
-            None => self.inner.pages.read_verified(id),
         }
+        page.seal();
+        Ok(page)
     }
 }

@@ -18,7 +18,7 @@
 use super::txn::Txn;
 use crate::error::{Error, Result};
 use crate::handle_page;
-use crate::page::{Lsn, PAGE_ID_MAX, PAGE_SIZE, Page, PageId, PageType};
+use crate::page::{Lsn, PAGE_SIZE, Page, PageId, PageType};
 use crate::pager::{FIRST_DATA_PAGE, PAGE_FILE_NAME};
 use crate::record_id::{SERIAL_MAX, Serial};
 use crate::slotted;
@@ -220,6 +220,20 @@ impl Txn<'_> {
         Ok(self.read(map_page)?.bytes()[offset])
     }
 
+    /// Records in the map that `page` is written to `pages.db` at `lsn` (see
+    /// `space_map`): done by the commit a checkpoint makes before it writes the pages.
+    pub fn set_version(&mut self, page: PageId, lsn: Lsn) -> Result<()> {
+        assert!(
+            !space_map::is_map_page(page),
+            "the meta page keeps map versions"
+        );
+        let (map_page, offset) = space_map::locate_version(page);
+        if self.read(map_page)?.get_u64(offset) != lsn.0 {
+            self.page_mut(map_page)?.put_u64(offset, lsn.0);
+        }
+        Ok(())
+    }
+
     /// Sets the map entry of `page`, keeping the free page count.
     pub fn set_map_entry(&mut self, page: PageId, entry: u8) -> Result<()> {
         assert!(!space_map::is_map_page(page), "map pages keep entry 0");
@@ -280,11 +294,11 @@ impl Txn<'_> {
     /// Makes the file `id + 1` pages long (its map entry is 0 already: pages past the count
     /// have entry 0).
     fn extend_to(&mut self, id: PageId) -> Result<()> {
-        if id.0 > PAGE_ID_MAX {
+        if id.0 >= crate::pager::FILE_PAGES_MAX {
             return Err(Error::TooLarge {
                 what: "page file",
                 size: id.offset(),
-                limit: PAGE_ID_MAX * PAGE_SIZE as u64,
+                limit: crate::pager::FILE_PAGES_MAX * PAGE_SIZE as u64,
             });
         }
         assert_eq!(

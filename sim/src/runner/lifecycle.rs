@@ -86,7 +86,7 @@ impl Sim {
         let Some(backup) = self.backup.clone() else {
             return Ok(());
         };
-        if self.fs.corruption_injected() || self.fs.lost_page_write() {
+        if self.fs.corruption_injected() {
             // The damage must stay on disk for the final check to demand it is reported.
             self.trace
                 .push("  skipped: injected damage must stay on disk".to_string());

@@ -81,10 +81,26 @@ impl SimFile {
         // The misdirected write itself gets the next sequence number when it is queued;
         // the damage is newer than everything before it, older than what follows.
         let seq = disk.write_seq + 1;
+        // On a meta slot, only its first bytes are ever read (and rewritten).
+        let meta_prefix = mentedb_storage::pager::META_WRITTEN_BYTES as u64;
         disk.damage.push(Damage {
             inode: self.inode,
             file: self.name.clone(),
             offset: target,
+            len: if target < 2 * PAGE_BYTES {
+                meta_prefix
+            } else {
+                PAGE_BYTES
+            },
+            kind: FaultKind::Misdirect,
+            seq,
+        });
+        // The page it was meant for keeps its old contents: damage too, until a later
+        // write of it reaches the disk (issue 16: detection is demanded there as well).
+        disk.damage.push(Damage {
+            inode: self.inode,
+            file: self.name.clone(),
+            offset,
             len: PAGE_BYTES,
             kind: FaultKind::Misdirect,
             seq,

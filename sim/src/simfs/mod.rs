@@ -30,7 +30,9 @@
 //! 7. **Misdirected writes**: a whole-page write to `pages.db` lands at another page's
 //!    offset. The page it was meant for silently keeps its old contents (a *lost write*,
 //!    which no checksum inside the page can reveal; [`SimFs::lost_page_write`] says it
-//!    happened).
+//!    happened). Both pages are listed as damage (the landing one, on a meta slot, for the
+//!    bytes a meta page is read from) until a later write of them reaches the disk, and a
+//!    power loss that drops the misdirected write drops its damage.
 //!
 //! Rates come from a [`FaultConfig`] (swarm: drawn per seed). Every injected fault is
 //! logged ([`SimFs::faults`]); damage not yet overwritten is listed by [`SimFs::damage`],

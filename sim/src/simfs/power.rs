@@ -40,6 +40,13 @@ impl Disk {
         self.persistent_errors.clear();
     }
 
+    /// Forgets the damage a write (`seq`) that a power loss dropped would have done: a
+    /// misdirected write that never reached the disk left both pages as they were.
+    fn forget_damage_of(&mut self, seq: u64) {
+        self.damage
+            .retain(|damage| damage.kind != FaultKind::Misdirect || damage.seq != seq);
+    }
+
     /// Decides the fate of one file's unsynced changes.
     fn settle(&mut self, inode_id: u64) {
         let file = self.name_of(inode_id);
@@ -53,8 +60,9 @@ impl Disk {
                         && chance(&mut self.rng, self.config.survive_ppm)
                     {
                         survivors.push(change);
-                    } else if matches!(change, Pending::Write { .. }) {
+                    } else if let Pending::Write { seq, .. } = change {
                         self.record(FaultKind::LostWrite, &file, offset_of(change));
+                        self.forget_damage_of(*seq);
                     }
                 }
                 // Any order: the disk may write back a newer copy before an older one.
@@ -71,6 +79,9 @@ impl Disk {
                 let count = below(&mut self.rng, pending.len() as u64 + 1) as usize;
                 for change in &pending[count..] {
                     self.record(FaultKind::LostWrite, &file, offset_of(change));
+                    if let Pending::Write { seq, .. } = change {
+                        self.forget_damage_of(*seq);
+                    }
                 }
                 for change in &pending[..count] {
                     self.survive(inode_id, change, &file);
