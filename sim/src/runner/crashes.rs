@@ -232,7 +232,31 @@ impl Sim {
                 Err(Stop::Detected(error.to_string()))
             }
             Ok(report) if !report.is_clean() && !due.is_empty() => {
-                Err(Stop::Detected(format!("{:?}", report.problems)))
+                // Every damaged page named, not just some problem somewhere: a misdirected
+                // write must be found where it landed and at the page it was meant for.
+                let page = mentedb_storage::PAGE_SIZE as u64;
+                let unnamed: Vec<_> = due
+                    .iter()
+                    .filter(|damage| {
+                        let start = damage.offset - damage.offset % page;
+                        !report.problems.iter().any(|problem| {
+                            problem.file.ends_with("pages.db")
+                                && problem.offset >= start
+                                && problem.offset < start + page
+                        })
+                    })
+                    .collect();
+                if unnamed.is_empty() {
+                    Err(Stop::Detected(format!("{:?}", report.problems)))
+                } else {
+                    Err(broken(
+                        Rule::Detection,
+                        format!(
+                            "damage at pages the check did not name: {unnamed:?}; it named: {:?}",
+                            report.problems
+                        ),
+                    ))
+                }
             }
             Ok(report) if report.is_clean() && due.is_empty() => {
                 self.trace.push("detection ok: no damage left".to_string());
