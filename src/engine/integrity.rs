@@ -160,9 +160,12 @@ impl Checker<'_> {
         });
     }
 
-    /// Reads a page; corruption becomes a problem (`None`), I/O errors abort.
+    /// Reads a page as a reopen would (not from the pool: from the WAL if it holds the
+    /// page, else from `pages.db` with its version checked, so a copy on disk whose write
+    /// was lost is found while a cached copy is still current); corruption becomes a
+    /// problem (`None`), I/O errors abort.
     fn read(&mut self, id: PageId) -> Result<Option<Page>> {
-        match self.inner.read_page(id, false) {
+        match self.inner.read_missed_page(id, false) {
             Ok(page) => Ok(Some(Page::clone(&page))),
             Err(Error::Corruption {
                 file,
