@@ -478,3 +478,36 @@ fn an_emptied_database_takes_a_few_blocks_on_disk() {
     let engine = StorageEngine::open(dir.path()).expect("reopen");
     assert_eq!(engine.scan_memories().count(), 0);
 }
+
+/// A checkpoint with nothing logged since the last one writes nothing: no new meta page, no
+/// WAL reset (a reopen after a clean close pays for none). Found by mutation testing (issue
+/// 16, item 5): turning the "nothing logged" test into its opposite, or into "no page
+/// logged", passed every test.
+#[test]
+fn a_checkpoint_with_nothing_logged_writes_nothing_and_one_after_a_commit_empties_the_log() {
+    let vfs = Arc::new(MemFs::new());
+    let engine = open(&vfs, "/idle");
+    let id = engine.store_memory(&node(1, 300)).expect("store");
+    engine.checkpoint().expect("checkpoint");
+    let files = |vfs: &MemFs| {
+        ["pages.db", "wal.log"].map(|name| {
+            vfs.file_bytes(&Path::new("/idle").join(name))
+                .expect("file")
+        })
+    };
+    let before = files(&vfs);
+    engine.checkpoint().expect("checkpoint");
+    assert!(
+        files(&vfs) == before,
+        "an idle checkpoint changed the files"
+    );
+    let empty_wal = engine.wal_bytes();
+    engine.delete_memory(id).expect("delete");
+    assert!(engine.wal_bytes() > empty_wal);
+    engine.checkpoint().expect("checkpoint");
+    assert_eq!(
+        engine.wal_bytes(),
+        empty_wal,
+        "the checkpoint left frames in the log"
+    );
+}
