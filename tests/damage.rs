@@ -2,8 +2,10 @@
 //! `Error::Corruption` with file and offset, never a wrong node or a panic.
 
 use mentedb_storage::vfs::{MemFs, Vfs};
-use mentedb_storage::{AgentId, Error, MemoryNode, MemoryType, Options, PAGE_SIZE, StorageEngine};
-use std::path::Path;
+use mentedb_storage::{
+    AgentId, Error, MemoryNode, MemoryType, Options, PAGE_SIZE, RecordId, StorageEngine,
+};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn node(index: usize) -> MemoryNode {
@@ -20,6 +22,41 @@ fn open(vfs: &MemFs, dir: &str) -> mentedb_storage::Result<StorageEngine> {
         Path::new(dir),
         Options::default().vfs(Arc::new(vfs.clone())),
     )
+}
+
+/// Stores `count` nodes; returns them with their handles.
+fn store_nodes(engine: &StorageEngine, count: usize) -> (Vec<MemoryNode>, Vec<RecordId>) {
+    let nodes: Vec<_> = (0..count).map(node).collect();
+    let ids = nodes
+        .iter()
+        .map(|node| engine.store_memory(node).expect("store"))
+        .collect();
+    (nodes, ids)
+}
+
+/// The log files of `dir` as they are now, to put back before each reopen of a test that
+/// damages `pages.db` (an open writes them).
+struct SavedLogs(Vec<(PathBuf, Vec<u8>)>);
+
+impl SavedLogs {
+    fn save(vfs: &MemFs, dir: &str) -> SavedLogs {
+        SavedLogs(
+            ["wal.log", "wal.shm"]
+                .iter()
+                .map(|name| {
+                    let path = Path::new(dir).join(name);
+                    let bytes = vfs.file_bytes(&path).expect("log file");
+                    (path, bytes)
+                })
+                .collect(),
+        )
+    }
+
+    fn restore(&self, vfs: &MemFs) {
+        for (path, bytes) in &self.0 {
+            vfs.set_file_bytes(path, bytes.clone());
+        }
+    }
 }
 
 #[test]
@@ -114,29 +151,17 @@ fn a_flipped_bit_in_a_page_is_corruption_with_file_and_offset() {
 fn a_page_read_as_zeros_inside_the_file_is_corruption_never_not_found_or_a_panic() {
     let vfs = MemFs::new();
     let engine = open(&vfs, "/zeros").expect("open");
-    let ids: Vec<_> = (0..40)
-        .map(|index| engine.store_memory(&node(index)).expect("store"))
-        .collect();
+    let (_, ids) = store_nodes(&engine, 40);
     engine.close().expect("close: pages now live in pages.db");
     let path = Path::new("/zeros/pages.db");
     let pristine = vfs.file_bytes(path).expect("pages");
-    let others: Vec<_> = ["/zeros/wal.log", "/zeros/wal.shm"]
-        .iter()
-        .map(|name| {
-            (
-                Path::new(*name),
-                vfs.file_bytes(Path::new(*name)).expect("file"),
-            )
-        })
-        .collect();
+    let logs = SavedLogs::save(&vfs, "/zeros");
     let page_count = pristine.len() / PAGE_SIZE;
     for lost in 2..page_count {
         let mut bytes = pristine.clone();
         bytes[lost * PAGE_SIZE..(lost + 1) * PAGE_SIZE].fill(0);
         vfs.set_file_bytes(path, bytes);
-        for (name, bytes) in &others {
-            vfs.set_file_bytes(name, bytes.clone());
-        }
+        logs.restore(&vfs);
         let engine = open(&vfs, "/zeros").expect("open");
         for id in &ids {
             match engine.load_memory(*id) {
@@ -169,11 +194,7 @@ fn a_page_read_as_zeros_inside_the_file_is_corruption_never_not_found_or_a_panic
 fn a_page_whose_last_write_was_lost_is_corruption_not_old_data() {
     let vfs = MemFs::new();
     let engine = open(&vfs, "/lost").expect("open");
-    let nodes: Vec<_> = (0..40).map(node).collect();
-    let ids: Vec<_> = nodes
-        .iter()
-        .map(|node| engine.store_memory(node).expect("store"))
-        .collect();
+    let (nodes, ids) = store_nodes(&engine, 40);
     engine.checkpoint().expect("checkpoint");
     let path = Path::new("/lost/pages.db");
     let old = vfs.file_bytes(path).expect("pages");
@@ -182,15 +203,7 @@ fn a_page_whose_last_write_was_lost_is_corruption_not_old_data() {
     engine.update_memory(ids[0], &updated).expect("update");
     engine.close().expect("close: the update is in pages.db");
     let mut bytes = vfs.file_bytes(path).expect("pages");
-    let others: Vec<_> = ["/lost/wal.log", "/lost/wal.shm"]
-        .iter()
-        .map(|name| {
-            (
-                Path::new(*name),
-                vfs.file_bytes(Path::new(*name)).expect("file"),
-            )
-        })
-        .collect();
+    let logs = SavedLogs::save(&vfs, "/lost");
     // Every page of the file whose write after the first checkpoint is lost, one at a time.
     let pages = old.len().min(bytes.len()) / PAGE_SIZE;
     let mut stale_pages = 0;
@@ -203,9 +216,7 @@ fn a_page_whose_last_write_was_lost_is_corruption_not_old_data() {
         let current = bytes[range.clone()].to_vec();
         bytes[range.clone()].copy_from_slice(&old[range.clone()]);
         vfs.set_file_bytes(path, bytes.clone());
-        for (name, other) in &others {
-            vfs.set_file_bytes(name, other.clone());
-        }
+        logs.restore(&vfs);
         let engine = open(&vfs, "/lost").expect("open");
         let mut detected = false;
         for (index, id) in ids.iter().enumerate() {
@@ -241,11 +252,7 @@ fn a_page_whose_last_write_was_lost_is_corruption_not_old_data() {
 fn the_integrity_check_finds_a_lost_write_under_a_cached_page() {
     let vfs = MemFs::new();
     let engine = open(&vfs, "/cached").expect("open");
-    let nodes: Vec<_> = (0..40).map(node).collect();
-    let ids: Vec<_> = nodes
-        .iter()
-        .map(|node| engine.store_memory(node).expect("store"))
-        .collect();
+    let (nodes, ids) = store_nodes(&engine, 40);
     engine.checkpoint().expect("checkpoint");
     let path = Path::new("/cached/pages.db");
     let old = vfs.file_bytes(path).expect("pages");

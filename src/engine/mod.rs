@@ -43,6 +43,7 @@ mod open;
 pub(crate) use open::new_database_id;
 use open::{check_directory, initial_meta, name_directory};
 mod options;
+mod page_reads;
 mod record_reads;
 mod records;
 mod scan;
@@ -64,13 +65,13 @@ pub use scan::ScanIter;
 pub use shm::SHM_FILE_NAME;
 pub use snapshot::Snapshot;
 
-use crate::buffer::{BufferPool, BufferStats, FillTicket, PageRef};
+use crate::buffer::{BufferPool, BufferStats};
 use crate::error::{Error, Result};
 use crate::memory::{MemoryNode, decode_record, encode_record};
 use crate::page::{Lsn, Page, PageId};
 use crate::pager::{AllocState, Meta, PAGE_FILE_NAME, PageFile};
 use crate::record_id::{DatabaseId, RecordId};
-use crate::record_map::{RecordMap, RecordMapStats, RecordMaps};
+use crate::record_map::{RecordMapStats, RecordMaps};
 use crate::wal::{FrameInfo, WAL_FILE_NAME, Wal, WalCursor};
 use open::prepare_directory;
 /// `SharedCounter` is also for salvage, which reads the durable-LSN record of `wal.shm`.
@@ -81,8 +82,6 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use txn::Txn;
 use view::{CacheUpdate, View};
 
-/// How often a read retries after meeting another process's WAL reset.
-const READ_ATTEMPTS_MAX: u32 = 16;
 /// Most nodes in one batch.
 pub const BATCH_NODES_MAX: usize = 100_000;
 /// Most record bytes one write transaction carries (its pages are bounded by
@@ -234,175 +233,6 @@ impl Inner {
             Some(reason) => Err(Error::Poisoned(reason)),
             None => Ok(()),
         }
-    }
-
-    /// Reads a page: from the cache, else its WAL frames, else `pages.db`. With `cache`
-    /// false a missed page is not added to the cache (scans use this).
-    pub(crate) fn read_page(&self, id: PageId, cache: bool) -> Result<PageRef> {
-        if let Some(page) = self.pool.get(id) {
-            return Ok(page);
-        }
-        self.read_missed_page(id, cache)
-    }
-
-    /// [`Inner::read_page`] after the pool missed.
-    pub(crate) fn read_missed_page(&self, id: PageId, cache: bool) -> Result<PageRef> {
-        let mut attempt = 0;
-        loop {
-            let ticket = self.pool.ticket();
-            let (result, past_end, expected) = {
-                let view = self.read_view();
-                match view.index.get(&id) {
-                    Some(frames) => (
-                        self.rebuild_page(id, frames, view.cursor.salt),
-                        false,
-                        Expected::Any,
-                    ),
-                    None => (
-                        self.pages.read_verified_into(id, self.pool.spare_page()),
-                        id.0 >= view.alloc.page_count,
-                        Expected::of(id, &view.meta),
-                    ),
-                }
-            };
-            // A page read from `pages.db` carries the version the map (or, for a map page,
-            // the meta page) keeps for it: an older one lost its last write, or that write
-            // landed on another page (issue 16: the checksum inside a stale page is valid).
-            // A view that is stale (another process checkpointed since) can expect an
-            // older version: refreshed and read again before it counts as damage.
-            let result = match result {
-                Ok(page) if page.id() == id && !past_end => {
-                    match self.check_version(id, &page, expected) {
-                        Ok(()) => Ok(page),
-                        Err(_) if attempt < READ_ATTEMPTS_MAX => {
-                            attempt += 1;
-                            self.refresh_unlocked()?;
-                            continue;
-                        }
-                        Err(error) => Err(error),
-                    }
-                }
-                other => other,
-            };
-            // An all-zero page verifies (and names page 0), but every page of the file was
-            // written by the checkpoint after the commit that made it (a freed page is
-            // written as `Free`): one read as zeros inside the file lost its write. Read as
-            // "not a handle page", it made loads of its records answer `NotFound` without a
-            // word, and a transaction that changed it logged a page naming the meta page
-            // (1,000-seed swarm campaign, seed 974). Past the end of this view's file it is
-            // a page a shrink cut off (this view is stale, or the caller's is): the view is
-            // refreshed first, and a page still past the end reads as zeros, as before.
-            let result = match result {
-                Ok(page) if page.id() != id && !past_end => {
-                    if attempt < READ_ATTEMPTS_MAX {
-                        attempt += 1;
-                        self.refresh_unlocked()?;
-                        continue;
-                    }
-                    Err(never_written(id, &page))
-                }
-                other => other,
-            };
-            match result {
-                Ok(page) if cache => return Ok(self.fill(id, page, ticket)),
-                Ok(page) => return Ok(PageRef::uncached(Arc::new(page))),
-                Err(error) if attempt < READ_ATTEMPTS_MAX && touches_wal(&error) => {
-                    attempt += 1;
-                    self.refresh_unlocked()?;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
-    /// Caches a page read after a miss; keeps the record map of the page it evicted.
-    fn fill(&self, id: PageId, page: Page, ticket: FillTicket) -> PageRef {
-        let (guard, evicted) = self.pool.fill_evicting(id, page, ticket);
-        if let Some(evicted) = evicted {
-            if self.maps.is_enabled()
-                && let Some(map) = RecordMap::of(&evicted.page)
-            {
-                self.maps.remember(evicted.id, map);
-            }
-            self.pool.recycle(evicted.page);
-        }
-        guard
-    }
-}
-
-/// The version a page read from `pages.db` must carry.
-#[derive(Debug, Clone, Copy)]
-enum Expected {
-    /// Rebuilt from the WAL: checked frame by frame.
-    Any,
-    /// A map page: the version the meta page keeps (`None`: it keeps none for it).
-    Known(Option<Lsn>),
-    /// Another page: the version its map page keeps.
-    FromMap,
-}
-
-impl Expected {
-    fn of(id: PageId, meta: &crate::pager::Meta) -> Expected {
-        if crate::space_map::is_map_page(id) {
-            let span = crate::space_map::span_of(id);
-            Expected::Known(meta.map_versions.get(span).copied())
-        } else {
-            Expected::FromMap
-        }
-    }
-}
-
-impl Inner {
-    /// Corruption unless `page`, read from `pages.db` at `id`, carries the version
-    /// `expected` names (see [`Expected`]).
-    fn check_version(&self, id: PageId, page: &Page, expected: Expected) -> Result<()> {
-        let (version, keeper) = match expected {
-            Expected::Any => return Ok(()),
-            Expected::Known(version) => (version, "the meta page".to_string()),
-            Expected::FromMap => {
-                let (map_page, _) = crate::space_map::locate_version(id);
-                let map = self.read_page(map_page, true)?;
-                (
-                    Some(crate::space_map::version(&map, id)),
-                    map_page.to_string(),
-                )
-            }
-        };
-        if version == Some(page.lsn()) {
-            return Ok(());
-        }
-        crate::rare_paths::hit(crate::rare_paths::RarePath::StalePageRefused);
-        Err(Error::corruption(
-            crate::pager::PAGE_FILE_NAME,
-            id.offset(),
-            format!(
-                "{id} holds LSN {}, but {keeper} says the last checkpoint wrote it at {}: \
-                 its last write was lost or went to another page",
-                page.lsn().0,
-                version.map_or("no LSN".to_string(), |lsn| format!("LSN {}", lsn.0))
-            ),
-        ))
-    }
-}
-
-/// The corruption of a page of the file that reads as another (all zeros: page 0).
-fn never_written(id: PageId, page: &Page) -> Error {
-    Error::corruption(
-        crate::pager::PAGE_FILE_NAME,
-        id.offset(),
-        format!(
-            "{id} reads as {} ({:?}): never written, or its write was lost",
-            page.id(),
-            page.page_type()
-        ),
-    )
-}
-
-/// True for errors a concurrent WAL reset by another process can cause.
-fn touches_wal(error: &Error) -> bool {
-    match error {
-        Error::Corruption { file, .. } | Error::Io { file, .. } => file == WAL_FILE_NAME,
-        _ => false,
     }
 }
 

@@ -185,7 +185,7 @@ impl Inner {
         loop {
             match self.refresh_once(published, coverage) {
                 Err(error)
-                    if super::touches_wal(&error)
+                    if super::page_reads::touches_wal(&error)
                         && (attempt < REFRESH_ATTEMPTS_QUICK
                             || (reset_symptom(&error) && crate::sched::now() < deadline)) =>
                 {
