@@ -171,3 +171,39 @@ fn crash_images_start_from_a_captured_point() {
         vec![7u8; 600]
     );
 }
+
+/// A misdirected page write is damage where it landed and at the page it was meant for
+/// (which keeps its old bytes); a power loss that drops the write drops both.
+#[test]
+fn a_misdirected_write_damages_both_pages_until_a_power_loss_drops_it() {
+    const PAGE: u64 = mentedb_storage::PAGE_SIZE as u64;
+    for synced in [true, false] {
+        let fs = SimFs::new(
+            7,
+            FaultConfig {
+                misdirect_ppm: 1_000_000,
+                survive_ppm: 0,
+                ..FaultConfig::none()
+            },
+        );
+        let file = open(&fs, 0, "/db/pages.db");
+        fs.process(0).sync_dir(Path::new("/db")).expect("sync dir");
+        file.write_all_at(&vec![1u8; 3 * PAGE as usize], 0)
+            .expect("write three pages at once (not one page: never misdirected)");
+        file.sync_data().expect("sync");
+        file.write_all_at(&vec![2u8; PAGE as usize], PAGE)
+            .expect("write page 1");
+        let mut offsets: Vec<u64> = fs.damage().iter().map(|damage| damage.offset).collect();
+        offsets.sort_unstable();
+        assert_eq!(offsets.len(), 2, "{offsets:?}");
+        assert!(
+            offsets.contains(&PAGE),
+            "the page it was meant for: {offsets:?}"
+        );
+        if synced {
+            file.sync_data().expect("sync");
+        }
+        fs.power_loss();
+        assert_eq!(fs.damage().len(), if synced { 2 } else { 0 });
+    }
+}
