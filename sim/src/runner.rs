@@ -221,7 +221,7 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         .clamp(1, 8);
     let mut faults =
         FaultConfig::profile(&config.faults, &mut *rng).unwrap_or_else(FaultConfig::none);
-    faults.wal_bit_flips = processes == 1;
+    faults.wal_bit_flips = processes == 1 || std::env::var_os("MENTEDB_SIM_FLIPS_ALL").is_some();
     // Seeds that damage stored bytes also lose a synced log tail now and then (decided
     // before faults are switched off, so the drawn steps stay what they were).
     let corrupting = faults.bit_flip_ppm > 0;
