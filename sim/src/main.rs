@@ -53,8 +53,8 @@ struct Args {
     shrink: bool,
     /// Run only these of the seed's steps (indices and ranges: 3,17,40-52), as --shrink
     /// prints them.
-    #[arg(long, value_parser = mentedb_sim::shrink::parse_keep)]
-    keep: Option<Vec<usize>>,
+    #[arg(long, value_parser = parse_steps)]
+    keep: Option<Steps>,
     /// Faults to switch off on top of the profile, comma-separated (see --shrink's output).
     #[arg(long, value_delimiter = ',')]
     faults_off: Vec<String>,
@@ -62,6 +62,16 @@ struct Args {
     /// (to show that a pipeline, or --shrink, notices failures).
     #[arg(long)]
     canary: bool,
+}
+
+/// The step indices of `--keep`, one value: clap takes an `Option<Vec<_>>` field for a
+/// list of values and failed at run time ("mismatch between definition and access") on
+/// every `--keep`, so the replay command `--shrink` prints did not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Steps(Vec<usize>);
+
+fn parse_steps(text: &str) -> Result<Steps, String> {
+    mentedb_sim::shrink::parse_keep(text).map(Steps)
 }
 
 fn main() -> ExitCode {
@@ -93,7 +103,7 @@ fn main() -> ExitCode {
         tail: if args.trace { usize::MAX } else { 24 },
         check_every_step: args.check_every_step,
         concurrency_ppm: args.concurrency.map(|ppm| ppm.min(1_000_000)),
-        keep: args.keep.clone(),
+        keep: args.keep.clone().map(|steps| steps.0),
         faults_off: args.faults_off.clone(),
         canary: args.canary,
     };
@@ -158,5 +168,32 @@ fn shrink(seed: u64, config: RunConfig) -> ExitCode {
             println!("replay: {}", campaign.replay_command(seed));
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_replay_command_shrink_prints_parses() {
+        let args = Args::try_parse_from([
+            "mentedb-sim",
+            "--seed",
+            "655",
+            "--keep",
+            "0-2,4-7",
+            "--faults-off",
+            "unsynced_survive",
+        ])
+        .expect("parses");
+        assert_eq!(args.keep, Some(Steps(vec![0, 1, 2, 4, 5, 6, 7])));
+        assert_eq!(args.faults_off, vec!["unsynced_survive".to_string()]);
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
     }
 }
