@@ -66,6 +66,9 @@ pub struct Summary {
     pub faults: BTreeMap<FaultKind, u64>,
     /// Runs with at least one fault of the kind.
     pub runs_with_fault: BTreeMap<FaultKind, u64>,
+    /// Bit flips by file they damaged: total, and runs with any (a flip in `wal.log` or
+    /// `wal.seal` tests other promises than one in `pages.db`).
+    pub bit_flips_by_file: BTreeMap<String, (u64, u64)>,
     /// Per rare path of the engine: times reached, and runs that reached it.
     pub rare_paths: BTreeMap<RarePath, (u64, u64)>,
     /// Failed runs: seed and failure.
@@ -375,6 +378,20 @@ impl Summary {
             *self.faults.entry(*kind).or_insert(0) += count;
             *self.runs_with_fault.entry(*kind).or_insert(0) += 1;
         }
+        let mut flips: BTreeMap<&str, u64> = BTreeMap::new();
+        for record in &report.notable_faults {
+            if record.kind == FaultKind::BitFlip {
+                *flips.entry(record.file.as_str()).or_insert(0) += 1;
+            }
+        }
+        for (file, count) in flips {
+            let (total, runs) = self
+                .bit_flips_by_file
+                .entry(file.to_string())
+                .or_insert((0, 0));
+            *total += count;
+            *runs += 1;
+        }
         match report.outcome {
             Outcome::Passed => self.passed += 1,
             Outcome::CorruptionDetected(_) => self.detected += 1,
@@ -431,6 +448,9 @@ impl Summary {
                 total,
                 runs
             );
+        }
+        for (file, (total, runs)) in &self.bit_flips_by_file {
+            let _ = writeln!(text, "    BitFlip in {:<7} {:>10} {:>9}", file, total, runs);
         }
         let _ = writeln!(text, "rare paths reached       total   in runs");
         let mut never = Vec::new();

@@ -9,7 +9,7 @@ use crate::oracle::{self, Depth, Rule, Verdict, Violation};
 use crate::simfs::{CrashPoint, FaultConfig, FaultKind, Pid, SimFs};
 use crate::trace::Trace;
 use crate::workload::{Op, below, chance, next_op};
-use mentedb_storage::{Error, MemoryNode, Options, RecordId, StorageEngine};
+use mentedb_storage::{Error, MemoryNode, Options, RecordId, StorageEngine, SyncMode};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use std::collections::BTreeMap;
@@ -184,6 +184,8 @@ struct Sim {
     faults_stopped: bool,
     /// Check every process after every operation (slow; for narrowing down a failure).
     check_every_step: bool,
+    /// Commits are sealed (`SyncMode::Sealed`).
+    sealed: bool,
     canary: bool,
     /// Interleaves the threads of concurrent groups and recoveries.
     schedule: crate::sched::Schedule,
@@ -221,10 +223,13 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         .clamp(1, 8);
     let mut faults =
         FaultConfig::profile(&config.faults, &mut *rng).unwrap_or_else(FaultConfig::none);
-    faults.wal_bit_flips = processes == 1 || std::env::var_os("MENTEDB_SIM_FLIPS_ALL").is_some();
     // Seeds that damage stored bytes also lose a synced log tail now and then (decided
     // before faults are switched off, so the drawn steps stay what they were).
     let corrupting = faults.bit_flip_ppm > 0;
+    // A third of the seeds seal their commits (`SyncMode::Sealed`), from the seed alone so
+    // every other draw stays as it was; SimFs then flips any synced WAL byte.
+    let sealed = seed.is_multiple_of(3);
+    faults.sealed_commits = sealed;
     for name in &config.faults_off {
         faults.switch_off(name);
     }
@@ -277,12 +282,13 @@ pub fn run_with(seed: u64, config: &RunConfig, mut rng: Box<dyn RngCore>) -> Run
         images: 0,
         faults_stopped: false,
         check_every_step: config.check_every_step,
+        sealed,
         canary: config.canary,
     };
     sim.trace.push(format!(
         "seed {seed}: {processes} processes, pool {} pages, checkpoint at {} KiB, \
          concurrent steps {concurrency_ppm} ppm, switches {switch_ppm} ppm, churn {churn}, \
-         lock stalls {}, faults {faults:?}",
+         lock stalls {}, sealed commits {sealed}, faults {faults:?}",
         sim.pool_pages,
         sim.checkpoint_bytes / 1024,
         sim.stalls
@@ -403,6 +409,11 @@ impl Sim {
             .buffer_pool_pages(self.pool_pages)
             .checkpoint_wal_bytes(self.checkpoint_bytes)
             .lock_timeout(SIM_LOCK_TIMEOUT)
+            .sync_mode(if self.sealed {
+                SyncMode::Sealed
+            } else {
+                SyncMode::Full
+            })
     }
 
     fn start(&mut self) -> Step {

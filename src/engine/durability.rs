@@ -3,7 +3,7 @@
 //! (the sync gate and the durable-LSN record in `wal.shm`), and what a failed sync leaves
 //! for the next open.
 
-use super::{Commit, Inner, SyncMode};
+use super::{Commit, Inner, SyncMode, seal};
 use crate::error::{Error, Result};
 use crate::page::Lsn;
 use std::sync::atomic::Ordering;
@@ -24,7 +24,7 @@ impl Inner {
     pub(super) fn make_durable(&self, commit: Commit) -> Result<()> {
         let lsn = commit.lsn;
         let sync_now = match self.options.sync_mode {
-            SyncMode::Full => true,
+            SyncMode::Full | SyncMode::Sealed => true,
             SyncMode::Normal if commit.must_sync => true,
             SyncMode::Normal => {
                 let commits = self.commits_unsynced.fetch_add(1, Ordering::AcqRel) + 1;
@@ -49,8 +49,12 @@ impl Inner {
     /// process that synced meanwhile recorded that it covered the target, no `fdatasync`
     /// is needed; otherwise it syncs everything published so far and records that, so the
     /// processes queued behind it at the gate usually find their commits covered.
+    ///
+    /// In [`SyncMode::Sealed`] the leader then seals what it knows durable (see `seal`),
+    /// unless a seal already covers the target; a commit is acknowledged only once sealed.
     pub(super) fn sync_shared(&self, lsn: Lsn, wait: CommittersWait) -> Result<()> {
         let salt = self.read_view().cursor.salt;
+        let sealing = self.options.sync_mode == SyncMode::Sealed;
         self.wal.sync_through_with(lsn, |wal, target| {
             if wait == CommittersWait::Yes {
                 self.wait_for_committers();
@@ -58,6 +62,9 @@ impl Inner {
             let _gate = self.shm.take_sync_gate().map_err(std::io::Error::other)?;
             let recorded = self.shm.read_durable(salt).map_err(std::io::Error::other)?;
             if recorded >= target {
+                if sealing {
+                    self.seal_through(salt, target, recorded)?;
+                }
                 return Ok(recorded);
             }
             // Every commit published so far was appended before this sync starts, so the
@@ -75,11 +82,25 @@ impl Inner {
             self.shm
                 .write_durable(salt, covered)
                 .map_err(std::io::Error::other)?;
+            if sealing {
+                self.seal_through(salt, target, covered)?;
+            }
             self.shm
                 .clear_sync_intent()
                 .map_err(std::io::Error::other)?;
             Ok(covered)
         })
+    }
+
+    /// Seals `durable` (known durable, at least `target`) unless `wal.seal` already covers
+    /// `target`. Caller holds the sync gate. A failure fails the commit's sync: the commit
+    /// is not acknowledged (its frames are durable, the proof of them may not be).
+    fn seal_through(&self, salt: u32, target: Lsn, durable: Lsn) -> std::io::Result<()> {
+        let sealed = self.seal.sealed(salt).map_err(std::io::Error::other)?;
+        if sealed >= target {
+            return Ok(());
+        }
+        self.seal.write(seal::Seal { salt, lsn: durable })
     }
 
     /// Runs a WAL sync that is not a commit's (a reset's, or one making an adopted header
@@ -149,10 +170,26 @@ impl Inner {
     /// gone. Opening used to overwrite that record, destroying the only evidence, and
     /// `verify` then said clean (found by a new user who cut `wal.log`). The error names
     /// both LSNs; the record is left in place for `verify` and `salvage`.
+    ///
+    /// `wal.seal`'s slots are the same evidence made durable (see `seal`): they survive a
+    /// power loss, which `wal.shm`'s record does not.
     pub(super) fn check_no_lost_tail(&self) -> Result<()> {
-        let Some((salt, durable)) = self.shm.durable_record()? else {
-            return Ok(());
-        };
+        let mut evidence: Vec<(&str, u32, Lsn)> = Vec::new();
+        if let Some((salt, durable)) = self.shm.durable_record()? {
+            evidence.push((super::SHM_FILE_NAME, salt, durable));
+        }
+        for seal in self.seal.slots()?.into_iter().flatten() {
+            evidence.push((super::SEAL_FILE_NAME, seal.salt, seal.lsn));
+        }
+        for (file, salt, durable) in evidence {
+            self.check_durable_record(file, salt, durable)?;
+        }
+        Ok(())
+    }
+
+    /// One record of [`Inner::check_no_lost_tail`]: `file` says every frame up to
+    /// `durable` of the WAL life `salt` was made durable.
+    fn check_durable_record(&self, file: &str, salt: u32, durable: Lsn) -> Result<()> {
         let view = self.read_view();
         let header = self.wal.read_header()?;
         let same_life = header.is_some_and(|header| header.salt == salt);
@@ -173,10 +210,7 @@ impl Inner {
                     "the log ends at LSN {}, but {} records that LSN {} was made durable: \
                      acknowledged commits after LSN {} were lost (the log was cut or \
                      damaged); run `mentedb-storage verify` and `salvage`",
-                    last.0,
-                    super::SHM_FILE_NAME,
-                    durable.0,
-                    last.0
+                    last.0, file, durable.0, last.0
                 ),
             ));
         }

@@ -31,7 +31,7 @@
 //! would store it twice: the simulator caught that). A failed sync poisons the instance,
 //! and each member finds that out as its own error.
 
-use super::{Commit, Inner, SyncMode};
+use super::{Commit, Inner};
 use crate::error::{Error, Result};
 use crate::record_id::RecordId;
 use crate::sched;
@@ -195,7 +195,7 @@ impl Inner {
             ids
         });
         if let Ok((_, commit)) = &committed
-            && (self.options.sync_mode == SyncMode::Full || commit.must_sync)
+            && (self.options.sync_mode.syncs_every_commit() || commit.must_sync)
         {
             // Each member makes its commit durable again on return: an error here reaches
             // every one of them there (the instance is poisoned), so it is not kept.

@@ -47,6 +47,7 @@ mod page_reads;
 mod record_reads;
 mod records;
 mod scan;
+mod seal;
 mod shm;
 mod snapshot;
 mod space;
@@ -62,6 +63,7 @@ pub use options::{
     RECORD_MAP_POOL_PAGES_MIN, RECORD_MAP_SHARE, SyncMode,
 };
 pub use scan::ScanIter;
+pub use seal::{SEAL_FILE_NAME, SEAL_RECORD_BYTES, SEAL_SLOT_STRIDE};
 pub use shm::SHM_FILE_NAME;
 pub use snapshot::Snapshot;
 
@@ -119,6 +121,8 @@ pub(crate) struct Inner {
     pages: PageFile,
     wal: Wal,
     shm: SharedCounter,
+    /// `wal.seal` (see `seal`): written in [`SyncMode::Sealed`], read by every open.
+    seal: seal::SealFile,
     pool: BufferPool,
     /// Record maps of pages the pool evicted (a share of the pool's budget).
     maps: RecordMaps,
@@ -296,6 +300,12 @@ impl StorageEngine {
             pages: PageFile::open(&*vfs, &path.join(PAGE_FILE_NAME), access)?,
             wal: Wal::open(&*vfs, &path.join(WAL_FILE_NAME), access)?,
             shm: SharedCounter::open(&*vfs, &path.join(SHM_FILE_NAME), access)?,
+            seal: seal::SealFile::open(
+                &*vfs,
+                &path.join(SEAL_FILE_NAME),
+                access,
+                options.sync_mode == SyncMode::Sealed,
+            )?,
             pool: BufferPool::new(options.pool_split().0),
             maps: RecordMaps::new(options.pool_split().1),
             map_reads: AtomicU64::new(0),

@@ -73,7 +73,10 @@ impl Inner {
         // A WAL header is written only after an open has synced the directory, so the
         // names of the files are durable if there is one; otherwise sync them now (a
         // directory fsync was a sixth of a reopen).
-        let names_durable = self.wal.read_header()?.is_some();
+        // A seal file never written may be new: its name must be durable before a seal in
+        // it is trusted to prove anything.
+        let names_durable = self.wal.read_header()?.is_some()
+            && (self.options.sync_mode != super::SyncMode::Sealed || !self.seal.is_empty()?);
         if self.pages.load_meta()?.is_none() {
             self.pages.write_meta(&initial_meta(new_database_id(vfs)))?;
         }

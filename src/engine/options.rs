@@ -15,6 +15,21 @@ pub enum SyncMode {
     /// The WAL is synced every [`Options::normal_sync_commits`] commits, at checkpoints and at
     /// close. A crash may lose the last commits, never corrupt the database.
     Normal,
+    /// As [`SyncMode::Full`], and after each sync the LSN it covered is written to
+    /// `wal.seal` and synced too, before the commit returns: a second `fdatasync` per
+    /// commit group. It buys one guarantee: damage to the last synced commits (a bit flip
+    /// at rest) is reported after a power loss instead of being cut as a torn tail. In
+    /// `Full`, synced frames are proven by later frames and, until a power loss, by
+    /// `wal.shm`; the last ones before a power loss are proven by nothing on disk (README,
+    /// "WAL damage").
+    Sealed,
+}
+
+impl SyncMode {
+    /// True if every commit is durable when its call returns.
+    pub fn syncs_every_commit(self) -> bool {
+        matches!(self, SyncMode::Full | SyncMode::Sealed)
+    }
 }
 
 /// Default buffer pool size: 1024 pages of 64 KiB = 64 MiB.

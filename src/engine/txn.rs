@@ -160,7 +160,6 @@ impl<'a> Txn<'a> {
     /// holds the writer lock, so the view's cursor cannot move underneath.
     pub fn commit(mut self) -> Result<Lsn> {
         self.settle_space()?;
-        let durable_lsn = self.inner.wal.durable_lsn();
         let (cursor, logged): (WalCursor, Vec<bool>) = {
             let view = self.inner.read_view();
             // A page with a long chain of deltas gets a fresh image: rebuilding a page that
@@ -178,6 +177,7 @@ impl<'a> Txn<'a> {
                 .collect();
             (view.cursor, logged)
         };
+        let durable_lsn = self.inner.durable_claim(&cursor)?;
         let buffer = self.inner.take_frame_buffer();
         let mut encoder = FrameEncoder::new(cursor, durable_lsn, buffer);
         for ((id, tx_page), logged) in self.pages.iter_mut().zip(logged) {
@@ -217,6 +217,19 @@ const FRAME_BUFFER_KEPT_BYTES_MAX: usize = 4 << 20;
 const FRAME_BUFFER_INITIAL_BYTES: usize = 16 << 10;
 
 impl Inner {
+    /// The LSN this commit's frames claim durable (see `wal::format`): the highest this
+    /// process synced or any process recorded in `wal.shm` for this life of the log, never
+    /// past the log's end. Claiming only this process's own syncs left another process's
+    /// synced frames unproven by every later frame, so a bit flip in them passed for a
+    /// torn tail and acknowledged commits vanished after a power loss (found once the
+    /// simulator flipped WAL bits in multi-process runs: seeds 655 and 868 of `--faults
+    /// corrupt`). Caller holds the writer lock.
+    fn durable_claim(&self, cursor: &WalCursor) -> Result<Lsn> {
+        let own = self.wal.durable_lsn();
+        let shared = self.shm.read_durable(cursor.salt)?;
+        Ok(own.max(shared).min(cursor.last_lsn))
+    }
+
     /// A buffer for a commit's frames: the one the last commit used, or a new one.
     fn take_frame_buffer(&self) -> Vec<u8> {
         let mut kept = crate::sched::lock(&self.frame_buffer);

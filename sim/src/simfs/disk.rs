@@ -41,10 +41,6 @@ pub struct Inode {
     pub durable: Vec<u8>,
     /// Changes in `live` not yet in `durable`, in issue order.
     pub pending: Vec<Pending>,
-    /// [`Inode::synced_data_end`] as of the sync before the last one that moved it: bytes
-    /// below it were followed by more synced data, so damage to them is provably
-    /// detectable.
-    pub synced_twice_end: u64,
     /// End of the furthest write of data (not all zeros) that a sync made durable. Zeros
     /// written ahead (the WAL's preallocation) prove nothing about the bytes before them.
     pub synced_data_end: u64,
@@ -418,7 +414,6 @@ impl Disk {
         let inode = self.inode(inode_id);
         let durable_len = inode.durable.len() as u64;
         inode.synced_data_end = inode.synced_data_end.min(durable_len);
-        inode.synced_twice_end = inode.synced_twice_end.min(durable_len);
         if failing {
             self.record(FaultKind::SyncError, file, u64::from(lost));
             let kill_ppm = self.config.kill_after_sync_error_ppm;
@@ -446,7 +441,6 @@ impl Disk {
         // it durable (a rewrite in place, or zeros written ahead, proves nothing).
         let inode = self.inode(inode_id);
         if data_end > inode.synced_data_end {
-            inode.synced_twice_end = inode.synced_data_end;
             inode.synced_data_end = data_end;
         }
         Ok(())
@@ -528,9 +522,9 @@ impl Disk {
         }
     }
 
-    /// Maybe flips a stored bit: in a file the engine must check (`pages.db`, `wal.log`),
-    /// in bytes whose damage is provably detectable (for the WAL: bytes followed by at
-    /// least one more sync).
+    /// Maybe flips a stored bit: in a file the engine must check (`pages.db`, `wal.log`,
+    /// `wal.seal`), in bytes whose damage is provably detectable (for the WAL: see
+    /// [`super::wal_proof`]).
     pub fn maybe_flip_bit(&mut self) {
         if !self.fault(self.config.bit_flip_ppm) {
             return;
@@ -546,8 +540,15 @@ impl Disk {
                 let stored = self.inodes.get(inode)?;
                 let range = match name.as_str() {
                     "pages.db" => stored.durable.len() as u64,
+                    "wal.log" if self.config.wal_bit_flips && self.config.sealed_commits => {
+                        stored.synced_data_end.min(stored.durable.len() as u64)
+                    }
                     "wal.log" if self.config.wal_bit_flips => {
-                        stored.synced_twice_end.min(stored.durable.len() as u64)
+                        let synced = stored.synced_data_end.min(stored.durable.len() as u64);
+                        super::wal_proof::proven_end(&stored.durable[..synced as usize])
+                    }
+                    "wal.seal" if self.config.wal_bit_flips && self.config.sealed_commits => {
+                        stored.synced_data_end.min(stored.durable.len() as u64)
                     }
                     _ => return None,
                 };
@@ -596,12 +597,17 @@ fn all_zeros(bytes: &[u8]) -> bool {
 
 /// Moves a flip that would land in the unused tail of a meta slot of `pages.db` (bytes the
 /// format never reads: a meta page is its first `META_WRITTEN_BYTES`, the rest zeros by
-/// definition) into that slot's prefix, so every flip damages bytes the engine reads.
+/// definition) or of a slot of `wal.seal` (its first `SEAL_RECORD_BYTES`) into that slot's
+/// prefix, so every flip damages bytes the engine reads.
 fn in_meaningful_bytes(file: &str, offset: u64) -> u64 {
     let page = mentedb_storage::PAGE_SIZE as u64;
     let prefix = mentedb_storage::pager::META_WRITTEN_BYTES as u64;
+    let slot = mentedb_storage::engine::SEAL_SLOT_STRIDE;
+    let record = mentedb_storage::engine::SEAL_RECORD_BYTES as u64;
     if file == "pages.db" && offset < 2 * page && offset % page >= prefix {
         offset - offset % page + offset % prefix
+    } else if file == "wal.seal" {
+        offset - offset % slot + offset % record
     } else {
         offset
     }

@@ -46,11 +46,12 @@ pub struct FaultConfig {
     pub kill_after_sync_error_ppm: u32,
     /// A persistent bit flip in stored bytes, per write call.
     pub bit_flip_ppm: u32,
-    /// Whether bit flips may hit `wal.log` (else only `pages.db`). Damage to a synced WAL
-    /// frame is provable only by a later frame whose writer knew the damaged one durable;
-    /// with several processes a writer may not know what another synced, so the runner
-    /// keeps WAL flips to single-process runs.
+    /// Whether bit flips may hit `wal.log` (else only `pages.db`), where the engine promises
+    /// to tell them from a torn tail (see [`super::wal_proof`]).
     pub wal_bit_flips: bool,
+    /// Whether the engine seals its commits (`SyncMode::Sealed`): WAL flips may then hit
+    /// any synced byte, and `wal.seal` too.
+    pub sealed_commits: bool,
     /// A whole-page write that lands at another page's offset.
     pub misdirect_ppm: u32,
     /// Never-written regions read back as garbage instead of zeros.
@@ -75,6 +76,7 @@ impl FaultConfig {
             kill_after_sync_error_ppm: 0,
             bit_flip_ppm: 0,
             wal_bit_flips: true,
+            sealed_commits: false,
             misdirect_ppm: 0,
             garbage_holes: false,
         }

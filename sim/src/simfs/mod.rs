@@ -75,6 +75,7 @@ mod disk;
 pub mod faults;
 mod file;
 pub mod power;
+pub mod wal_proof;
 
 pub use disk::{FILE_BYTES_MAX, Pending, Pid};
 pub use faults::{Damage, FaultConfig, FaultKind, FaultRecord, Persistence};
@@ -119,7 +120,6 @@ impl SimFs {
                     disk::Inode {
                         live: bytes.clone(),
                         durable: bytes.clone(),
-                        synced_twice_end: bytes.len() as u64,
                         synced_data_end: bytes.len() as u64,
                         ..disk::Inode::default()
                     },
@@ -171,13 +171,42 @@ impl SimFs {
         inode.durable.truncate(cut as usize);
         inode.pending.clear();
         inode.synced_data_end = inode.synced_data_end.min(cut);
-        inode.synced_twice_end = inode.synced_twice_end.min(cut);
         let name = path
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
         disk.record(FaultKind::TailCut, &name, cut);
         Some(cut)
+    }
+
+    /// Flips bit `bit` of the byte at `offset` of `path`, on disk and in the page cache, as
+    /// a damaged medium would; recorded as injected damage ([`FaultKind::BitFlip`]). For
+    /// scenario tests that place a flip where a campaign draws it by chance. `None` if the
+    /// byte is not on disk.
+    pub fn flip_stored_bit(&self, path: &Path, offset: u64, bit: u8) -> Option<()> {
+        let mut disk = self.disk();
+        let id = disk.lookup(&normalize(path))?;
+        let mask = 1u8 << (bit % 8);
+        let inode = disk.inodes.get_mut(&id)?;
+        *inode.durable.get_mut(offset as usize)? ^= mask;
+        if let Some(byte) = inode.live.get_mut(offset as usize) {
+            *byte ^= mask;
+        }
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        disk.record(FaultKind::BitFlip, &name, offset);
+        let seq = disk.next_seq();
+        disk.damage.push(Damage {
+            inode: id,
+            file: name,
+            offset,
+            len: 1,
+            kind: FaultKind::BitFlip,
+            seq,
+        });
+        Some(())
     }
 
     /// Never damages files under `dir` at rest (see `Disk::spared`).

@@ -94,7 +94,6 @@ impl Disk {
         inode.shared.clear();
         let len = inode.durable.len() as u64;
         inode.synced_data_end = inode.synced_data_end.min(len);
-        inode.synced_twice_end = inode.synced_twice_end.min(len);
     }
 
     /// Applies a surviving change, torn into pieces if the profile allows.
