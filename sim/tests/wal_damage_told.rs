@@ -214,3 +214,23 @@ fn the_seeds_that_found_unproven_wal_damage_pass() {
         );
     }
 }
+
+#[test]
+fn a_writer_never_appends_over_a_damaged_commit_another_process_published() {
+    for mode in [SyncMode::Full, SyncMode::Sealed] {
+        let fs = SimFs::new(5, FaultConfig::none());
+        let first = open(&fs, 0, mode).expect("open p0");
+        let second = open(&fs, 1, mode).expect("open p1");
+        let a = first.store_memory(&node(0)).expect("store");
+        let b = first.store_memory(&node(1)).expect("store");
+        let last = *commit_frames(&fs).last().expect("b's commit");
+        flip_frame(&fs, last);
+        let store = second.store_memory(&node(2));
+        assert!(
+            matches!(store, Err(Error::Corruption { .. })),
+            "{mode:?}: p1 appended over p0's damaged commit: {:?}",
+            store
+        );
+        let _ = (a, b);
+    }
+}

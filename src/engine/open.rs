@@ -85,7 +85,7 @@ impl Inner {
                 Error::io("sync directory", path.display().to_string(), source)
             })?;
         }
-        self.refresh()?;
+        self.refresh_at_open()?;
         self.check_no_lost_tail()?;
         self.ensure_wal_ready()?;
         // Serials below the reservation may have been handed out by commits a crash
@@ -171,7 +171,7 @@ impl Inner {
             );
         }
         self.salvaging.store(true, Ordering::Release);
-        let refreshed = self.refresh();
+        let refreshed = self.refresh_at_open();
         self.salvaging.store(false, Ordering::Release);
         refreshed?;
         match self.check_no_lost_tail() {

@@ -46,11 +46,16 @@ fn reset_symptom(error: &Error) -> bool {
     }
 }
 
-/// Whether a refresh checks that the view reaches the published counter: without the
-/// writer locks (a reset by another process may be in progress), not under them.
+/// Whether a refresh checks that the view reaches the published counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Coverage {
+    /// Without the writer locks: a view short of the counter may have met a reset by
+    /// another process, which is waited out.
     Published,
+    /// Under the writer locks, after open: nobody resets the log and every published commit
+    /// was appended before it was published, so a view short of the counter met damage.
+    Locked,
+    /// At open: the counter may come from before a power loss.
     Unchecked,
 }
 
@@ -150,8 +155,11 @@ impl Inner {
     }
 
     /// Catches up with every commit in the WAL, under the writer locks (nobody resets the
-    /// WAL meanwhile). The published counter may be higher than the WAL here: at open it
-    /// may come from before a power loss, and nothing is checked against it.
+    /// WAL meanwhile), after open: the view must reach the published counter. A view short
+    /// of it stopped at a damaged frame that looked like a torn tail (the last one another
+    /// process committed, with no later frame to prove it), and the writer appended over
+    /// an acknowledged commit, which then answered for another record's handle (found by
+    /// `wal_damage_told.rs`, written after the seeds below; no campaign had met it).
     ///
     /// A reset's symptoms are not waited out here: under the writer locks no reset can be
     /// in progress, so a frame that fails to verify is damage, reported after the quick
@@ -159,6 +167,14 @@ impl Inner {
     /// process's lock timeout (found once the simulator flipped WAL bits in multi-process
     /// runs: seeds 305 and 339 of `--faults corrupt`).
     pub(crate) fn refresh(&self) -> Result<()> {
+        let published = self.shm.read()?;
+        self.refresh_attempts(published, Coverage::Locked)
+    }
+
+    /// [`Inner::refresh`] at open, under the writer locks: the published counter may be
+    /// higher than the WAL (it may come from before a power loss); `check_no_lost_tail`
+    /// judges that from the durable records instead.
+    pub(crate) fn refresh_at_open(&self) -> Result<()> {
         let published = self.shm.read()?;
         self.refresh_attempts(published, Coverage::Unchecked)
     }
@@ -236,6 +252,23 @@ impl Inner {
         // update until the next commit anywhere (found by the simulator's concurrent
         // groups: a load raced another process's checkpoint, seed 128).
         let published_lsn = Lsn(published);
+        if coverage == Coverage::Locked
+            && published_lsn.is_valid()
+            && view.last_lsn() < published_lsn
+        {
+            let reached = view.last_lsn();
+            let end = view.cursor.end;
+            *view = before;
+            return Err(Error::corruption(
+                WAL_FILE_NAME,
+                end,
+                format!(
+                    "the WAL ends at LSN {} but LSN {} was published: a committed frame \
+                     after it was damaged; run `mentedb-storage verify` and `salvage`",
+                    reached.0, published_lsn.0
+                ),
+            ));
+        }
         if coverage == Coverage::Published
             && published_lsn.is_valid()
             && view.last_lsn() < published_lsn
