@@ -165,7 +165,10 @@ impl ChurnReport {
             match self.variant {
                 Variant::DeleteAll => {
                     let stored = move |churn: &EngineChurn, index: usize| {
-                        churn.rounds.get(index).map(|round| measure.of(round.stored))
+                        churn
+                            .rounds
+                            .get(index)
+                            .map(|round| measure.of(round.stored))
                     };
                     lines.push(ratio_line(
                         &format!(

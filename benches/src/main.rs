@@ -428,9 +428,11 @@ impl Report {
 
     /// The best other engine's value of a figure (higher is better unless `lower`).
     fn best_peer(&self, figure: impl Fn(&Figures) -> f64, lower: bool) -> Option<(f64, String)> {
+        // Peers only: our own variants (the sealed sync mode) are not peers.
         self.rows
             .iter()
             .skip(1)
+            .filter(|(name, _, _)| !name.starts_with("mentedb-storage (this"))
             .filter_map(|(name, figures, _)| {
                 figures.as_ref().ok().map(|f| (figure(f), name.clone()))
             })

@@ -35,7 +35,10 @@
 //! LSN + 1). Only frames up to the last `Commit` count. A frame that fails ends the log:
 //! normally a torn tail of unsynced writes after a crash. But if some later, intact frame of
 //! the same salt claims (`durable_lsn`) that the failing frame's LSN was already durable, a
-//! synced frame was damaged: that is reported as corruption, not dropped silently.
+//! synced frame was damaged: that is reported as corruption, not dropped silently. A frame
+//! claims what its writer synced and what any process recorded durable in `wal.shm`. The
+//! last synced frames have no later frame; the engine proves them from `wal.shm` until a
+//! power loss and, in `SyncMode::Sealed`, from `wal.seal` after one (`engine::seal`).
 //!
 //! # Preallocated space
 //! The writer keeps zeros written (and synced) ahead of the log, so that a commit

@@ -81,6 +81,7 @@ pub const CACHE_BYTES: usize = 64 << 20;
 pub fn all() -> Vec<Box<dyn Engine>> {
     vec![
         Box::new(ours::Ours::CHECKPOINT),
+        Box::new(ours::Ours::SEALED),
         Box::new(sqlite::Sqlite::DEFAULT),
         Box::new(redb_engine::Redb),
         Box::new(fjall_engine::Fjall),

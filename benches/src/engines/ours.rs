@@ -5,7 +5,7 @@
 use super::{BenchResult, CACHE_BYTES, Engine, Handle, Store, Target};
 use crate::workload::Item;
 use mentedb_storage::pager::PAGE_FILE_NAME;
-use mentedb_storage::{Options, PAGE_SIZE, RecordId, StorageEngine};
+use mentedb_storage::{Options, PAGE_SIZE, RecordId, StorageEngine, SyncMode};
 use std::path::Path;
 
 /// How the churn modes give deleted space back.
@@ -22,27 +22,38 @@ pub const NAME: &str = "mentedb-storage (this)";
 
 pub struct Ours {
     reclaim: Reclaim,
+    sync_mode: SyncMode,
 }
 
 impl Ours {
     pub const CHECKPOINT: Ours = Ours {
         reclaim: Reclaim::Checkpoint,
+        sync_mode: SyncMode::Full,
     };
     pub const COMPACT: Ours = Ours {
         reclaim: Reclaim::Compact,
+        sync_mode: SyncMode::Full,
+    };
+    /// `SyncMode::Sealed`: a second `fdatasync` per commit group (README, "WAL damage").
+    pub const SEALED: Ours = Ours {
+        reclaim: Reclaim::Checkpoint,
+        sync_mode: SyncMode::Sealed,
     };
 }
 
 impl Engine for Ours {
     fn name(&self) -> &'static str {
-        match self.reclaim {
-            Reclaim::Checkpoint => NAME,
-            Reclaim::Compact => "mentedb-storage (this) + compact",
+        match (self.reclaim, self.sync_mode) {
+            (_, SyncMode::Sealed) => "mentedb-storage (this, sealed)",
+            (Reclaim::Checkpoint, _) => NAME,
+            (Reclaim::Compact, _) => "mentedb-storage (this) + compact",
         }
     }
 
     fn open(&self, dir: &Path) -> BenchResult<Box<dyn Store>> {
-        let options = Options::default().buffer_pool_pages(CACHE_BYTES / PAGE_SIZE);
+        let options = Options::default()
+            .buffer_pool_pages(CACHE_BYTES / PAGE_SIZE)
+            .sync_mode(self.sync_mode);
         Ok(Box::new(OursStore {
             engine: StorageEngine::open_with(dir, options)?,
             reclaim: self.reclaim,
