@@ -115,22 +115,19 @@ impl SealFile {
             .map_err(|source| Error::io("stat", SEAL_FILE_NAME, source))
     }
 
-    /// Both slots as stored.
+    /// Both slots as stored (a slot past the end of the file was never written).
     pub fn slots(&self) -> Result<[Option<Seal>; 2]> {
         let mut slots = [None, None];
         for (index, slot) in slots.iter_mut().enumerate() {
             let mut bytes = [0u8; SEAL_RECORD_BYTES];
-            let offset = index as u64 * SEAL_SLOT_STRIDE;
-            let mut got = 0;
-            while got < bytes.len() {
-                match self.file.read_at(&mut bytes[got..], offset + got as u64) {
-                    Ok(0) => break,
-                    Ok(read) => got += read,
-                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(source) => return Err(Error::io("read", SEAL_FILE_NAME, source)),
-                }
+            match self
+                .file
+                .read_exact_at(&mut bytes, index as u64 * SEAL_SLOT_STRIDE)
+            {
+                Ok(()) => *slot = decode_seal(&bytes),
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {}
+                Err(source) => return Err(Error::io("read", SEAL_FILE_NAME, source)),
             }
-            *slot = decode_seal(&bytes[..got]);
         }
         Ok(slots)
     }

@@ -563,12 +563,14 @@ impl Disk {
         // Half the flips of a sealed log land in its last synced 4 KiB: the last synced
         // commits are where damage and a torn tail look alike (uniform offsets almost never
         // hit them, and a writer appending over a damaged last commit went unseen).
-        let tail =
-            if file == "wal.log" && self.config.sealed_commits && self.rng.next_u32() % 2 == 0 {
-                range.min(WAL_TAIL_FLIP_BYTES)
-            } else {
-                range
-            };
+        let tail = if file == "wal.log"
+            && self.config.sealed_commits
+            && self.rng.next_u32().is_multiple_of(2)
+        {
+            range.min(WAL_TAIL_FLIP_BYTES)
+        } else {
+            range
+        };
         let offset = in_meaningful_bytes(&file, range - tail + below(&mut self.rng, tail));
         let bit = 1u8 << below(&mut self.rng, 8);
         let inode = self.inode(inode_id);
