@@ -16,6 +16,8 @@
 //! synced byte in sealed runs (a third of the seeds), else the frames a later durable frame
 //! claims. Each test below fails with its fix taken out.
 
+mod common;
+
 use mentedb_sim::simfs::{FaultConfig, SimFs};
 use mentedb_storage::rare_paths::{RarePath, Recorder};
 use mentedb_storage::wal::format::{ScanStart, decode_header, scan_frames};
@@ -235,5 +237,54 @@ fn a_writer_never_appends_over_a_damaged_commit_another_process_published() {
             store
         );
         let _ = (a, b);
+    }
+}
+
+/// A database made in `Full` mode and opened later in `Sealed`: that open creates
+/// `wal.seal`, and the file's name must be durable before a seal in it proves anything
+/// (mutation testing found no test for this: the directory sync could be dropped).
+#[test]
+fn a_seal_file_that_a_later_sealed_open_creates_survives_a_power_loss() {
+    let fs = SimFs::new(6, FaultConfig::none());
+    let engine = open(&fs, 0, SyncMode::Full).expect("open");
+    engine.store_memory(&node(0)).expect("store");
+    engine.close().expect("close");
+    let engine = open(&fs, 0, SyncMode::Sealed).expect("reopen sealed");
+    for index in 1..3 {
+        engine.store_memory(&node(index)).expect("store");
+    }
+    let last = *commit_frames(&fs).last().expect("a commit");
+    flip_frame(&fs, last);
+    power_loss(&fs, vec![engine]);
+    match open(&fs, 0, SyncMode::Sealed) {
+        Err(Error::Corruption { detail, .. }) => {
+            assert!(detail.contains("wal.seal"), "{detail}")
+        }
+        other => panic!(
+            "expected the seal to survive and prove the damage, got {:?}",
+            other.err()
+        ),
+    }
+}
+
+/// A seal that cannot be read is an error, never "no seal": treating it as missing would
+/// let the open cut acknowledged commits that the seal proves (mutation testing: the
+/// read's end-of-file case could swallow every read error).
+#[test]
+fn an_unreadable_seal_fails_the_open_instead_of_proving_nothing() {
+    use std::sync::atomic::Ordering;
+    let fs = common::FaultFs::new(mentedb_storage::vfs::MemFs::new());
+    let options = || {
+        Options::default()
+            .vfs(std::sync::Arc::new(fs.clone()))
+            .sync_mode(SyncMode::Sealed)
+    };
+    let engine = StorageEngine::open_with(Path::new("/db"), options()).expect("open");
+    engine.store_memory(&node(0)).expect("store");
+    drop(engine);
+    fs.faults.fail_seal_reads.store(true, Ordering::SeqCst);
+    match StorageEngine::open_with(Path::new("/db"), options()) {
+        Err(Error::Io { .. }) => {}
+        other => panic!("expected the read error, got {:?}", other.err()),
     }
 }

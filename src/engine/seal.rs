@@ -176,6 +176,56 @@ mod tests {
         assert_eq!(decode_seal(&[0u8; SEAL_RECORD_BYTES]), None);
     }
 
+    fn seal_file() -> (crate::vfs::MemFs, SealFile) {
+        let fs = crate::vfs::MemFs::new();
+        let path = Path::new("/db/wal.seal");
+        crate::vfs::Vfs::create_dir_all(&fs, Path::new("/db")).expect("dir");
+        let file = SealFile::open(&fs, path, Access::ReadWrite, true).expect("open");
+        (fs, file)
+    }
+
+    fn at(lsn: u64) -> Seal {
+        Seal {
+            salt: 7,
+            lsn: Lsn(lsn),
+        }
+    }
+
+    #[test]
+    fn seals_alternate_between_the_two_slots_and_a_torn_one_leaves_the_newer() {
+        let (fs, file) = seal_file();
+        assert!(file.is_empty().expect("len"));
+        assert_eq!(file.sealed(7).expect("read"), Lsn(0));
+        file.write(at(5)).expect("seal 5");
+        file.write(at(9)).expect("seal 9");
+        assert!(!file.is_empty().expect("len"));
+        let mut held: Vec<u64> = file
+            .slots()
+            .expect("read")
+            .into_iter()
+            .map(|slot| slot.expect("both slots written").lsn.0)
+            .collect();
+        held.sort_unstable();
+        assert_eq!(held, vec![5, 9], "each seal in its own slot");
+        // A third seal torn while it overwrote the older slot: the newer one still counts.
+        let older = file
+            .slots()
+            .expect("read")
+            .iter()
+            .position(|slot| slot.is_some_and(|seal| seal.lsn == Lsn(5)))
+            .expect("the older slot");
+        let raw = crate::vfs::Vfs::open_file(
+            &fs,
+            Path::new("/db/wal.seal"),
+            crate::vfs::OpenMode::CreateOrOpen,
+        )
+        .expect("raw");
+        raw.write_all_at(&[0xa5; 12], older as u64 * SEAL_SLOT_STRIDE)
+            .expect("tear");
+        assert_eq!(file.sealed(7).expect("read"), Lsn(9));
+        assert_eq!(file.sealed(8).expect("read"), Lsn(0), "another life's seal");
+    }
+
     #[test]
     fn a_new_seal_overwrites_the_missing_or_older_slot_never_the_newer() {
         let at = |lsn| {

@@ -3,7 +3,8 @@
 //! `FaultFs` counts mutating calls (write, set_len, sync, directory changes). From the
 //! `crash_after`-th one on, every mutating call fails, as if the process had died there
 //! (what it wrote before stays, like a page cache after SIGKILL). `fail_wal_sync_once`
-//! makes the next `sync_data` of `wal.log` (or of `pages.db`) fail once, Linux style.
+//! makes the next `sync_data` of `wal.log` (or of `pages.db`) fail once, Linux style;
+//! `fail_seal_reads` fails every read of `wal.seal`.
 
 #![allow(dead_code)]
 
@@ -19,6 +20,8 @@ pub struct Faults {
     pub crash_after: AtomicU64,
     pub fail_wal_sync: AtomicBool,
     pub fail_pages_sync: AtomicBool,
+    /// Every read of `wal.seal` fails (EIO) while set.
+    pub fail_seal_reads: AtomicBool,
 }
 
 impl Faults {
@@ -95,6 +98,9 @@ impl Vfs for FaultFs {
 
 impl VfsFile for FaultFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if self.name == "wal.seal" && self.faults.fail_seal_reads.load(Ordering::SeqCst) {
+            return Err(io::Error::other("simulated read failure (EIO)"));
+        }
         self.inner.read_at(buf, offset)
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
